@@ -1,0 +1,55 @@
+"""LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
+
+Owns the network and the input contract its weights are trained under (`LENET5_INPUT`, which
+the registry entry uses), so training and serving cannot disagree on preprocessing. The layer
+sizes are the paper's: a 32x32x1 input, C1 6@5x5 -> S2 -> C3 16@5x5 -> S4 -> C5 120 -> F6 84
+-> 10 logits (about 60k parameters). Two simplifications, both common in re-implementations:
+C3 connects to all six S2 maps (the paper's sparse table only saved 1990s compute), and the
+output layer is a linear layer read as logits rather than the paper's RBF units.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from model_store.specs import InputSpec
+
+# Pixels scaled to [-1, 1]: black background -> -1, full ink -> +1, the range tanh works in.
+LENET5_INPUT = InputSpec(
+    size=32, resize=32, interpolation="bilinear", mean=(0.5,), std=(0.5,), grayscale=True
+)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 32x32 single-channel images; `forward` returns (N, num_classes) logits.
+
+    tanh and average pooling as in the paper: the net is small enough that ReLU buys no
+    training speed here, and the saturating units pair with the [-1, 1] input range. The
+    paper's trainable subsampling coefficients are dropped; plain 2x2 average pooling keeps
+    the layer parameter-free.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5),  # C1: 32x32 -> 6@28x28
+            nn.Tanh(),
+            nn.AvgPool2d(kernel_size=2, stride=2),  # S2: -> 6@14x14
+            nn.Conv2d(6, 16, kernel_size=5),  # C3: -> 16@10x10
+            nn.Tanh(),
+            nn.AvgPool2d(kernel_size=2, stride=2),  # S4: -> 16@5x5
+            # C5 is a 5x5 convolution over a 5x5 map, as in the paper: a 1x1 output that a
+            # larger input would turn into a sliding-window classifier.
+            nn.Conv2d(16, 120, kernel_size=5),  # C5: -> 120@1x1
+            nn.Tanh(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(120, 84),  # F6
+            nn.Tanh(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

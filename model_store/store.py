@@ -1,0 +1,189 @@
+"""Saving variants into BentoML's model store, with their ONNX export and metadata.
+
+An import builds the variant, loads the state dict strictly, computes params and mult-adds,
+exports ONNX with a dynamic batch axis, and checks that ONNX Runtime and PyTorch agree on
+real photos before anything is saved. The stored model holds `model.onnx`,
+`weights.safetensors` and `convzoo.json` (the record every response's `weights` field is
+drawn from). Random weights are only ever stored when asked for, and are then marked
+`random-init` in that record.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model_store import registry
+from model_store.profiling import profile
+from model_store.specs import ModelSpec
+from model_store.transforms import preprocess
+from model_store.weights import sha256_of
+
+PRETRAINED = "pretrained"
+RANDOM_INIT = "random-init"
+MISSING = "missing"
+ONNX_OPSET = 17
+# fp32 ORT vs PyTorch on the same graph: differences stay far below this on logits.
+PARITY_TOLERANCE = 1e-3
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def parity_images(spec: ModelSpec) -> list[Image.Image]:
+    """Real inputs for the ONNX-vs-PyTorch check: photos, or digits for LeNet-5."""
+    if spec.labels == "digits":
+        from model_store.training.lenet5 import digits_as_images
+
+        images, _ = digits_as_images()
+        return images[:4]
+    from skimage import data
+
+    return [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
+
+
+def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path) -> None:
+    example = torch.zeros(1, spec.input.channels, spec.input.size, spec.input.size)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=False,  # the TorchScript exporter handles every registry model in seconds
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=ONNX_OPSET,
+    )
+
+
+def check_parity(model: torch.nn.Module, spec: ModelSpec, onnx_path: Path) -> float:
+    import onnxruntime as ort
+
+    batch = np.stack([preprocess(img, spec.input) for img in parity_images(spec)])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"input": batch})[0]
+    diff = float(np.max(np.abs(actual - expected)))
+    if diff > PARITY_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
+        raise StoreError(
+            f"{spec.name}: ONNX Runtime and PyTorch disagree on real inputs (max |diff| {diff})"
+        )
+    if not np.array_equal(actual.argmax(1), expected.argmax(1)):
+        raise StoreError(f"{spec.name}: ONNX Runtime and PyTorch pick different classes")
+    return diff
+
+
+def save(
+    spec: ModelSpec,
+    state_dict: dict[str, torch.Tensor] | None,
+    provenance: dict[str, Any],
+) -> str:
+    """Build, load, export, check and store one variant; returns the BentoML tag.
+
+    `state_dict=None` stores randomly initialised weights, marked `random-init`.
+    """
+    import bentoml
+    from safetensors.torch import save_file
+
+    model = spec.build().eval()
+    if state_dict is not None:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
+            raise StoreError(
+                f"{spec.name}: the weights do not fit the architecture: "
+                f"missing {list(missing)[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
+            )
+    status = PRETRAINED if state_dict is not None else RANDOM_INIT
+    figures = profile(spec, model)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        weights_path = Path(tmp) / "weights.safetensors"
+        export_onnx(model, spec, onnx_path)
+        parity = check_parity(model, spec, onnx_path)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_path))
+        record = {
+            "name": spec.name,
+            "family": spec.family,
+            "weights": status,
+            "provenance": provenance,
+            "input": asdict(spec.input),
+            "labels": spec.labels,
+            "num_classes": spec.num_classes,
+            "params_m": round(figures["params_m"], 4),
+            "mult_adds_m": round(figures["mult_adds_m"], 2),
+            "onnx_parity_max_abs_diff": parity,
+            "onnx_opset": ONNX_OPSET,
+            "files": {p.name: sha256_of(p) for p in (onnx_path, weights_path)},
+        }
+        with bentoml.models.create(
+            spec.name,
+            labels={"family": spec.family, "weights": status},
+            metadata=record,
+            module="convzoo",
+        ) as stored:
+            target = Path(stored.path)
+            for produced in (onnx_path, weights_path):
+                shutil.copyfile(produced, target / produced.name)
+            (target / "convzoo.json").write_text(json.dumps(record, indent=2))
+        return str(stored.tag)
+
+
+class StoredModel:
+    """A variant as found in BentoML's store."""
+
+    def __init__(self, bento_model):
+        self.bento_model = bento_model
+        self.path = Path(bento_model.path)
+        self.record: dict[str, Any] = json.loads((self.path / "convzoo.json").read_text())
+
+    @property
+    def tag(self) -> str:
+        return str(self.bento_model.tag)
+
+    @property
+    def weights_status(self) -> str:
+        return self.record["weights"]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "weights.safetensors"
+
+
+def find(name: str) -> StoredModel | None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    registry.get(name)  # unknown names fail loudly, not as "missing"
+    try:
+        return StoredModel(bentoml.models.get(f"{name}:latest"))
+    except NotFound:
+        return None
+
+
+def stored_status() -> dict[str, str]:
+    """Weight status of every stored variant: {name: pretrained | random-init}."""
+    import bentoml
+
+    latest: dict[str, Any] = {}
+    for model in bentoml.models.list():
+        name = model.tag.name
+        if name in registry.all_specs() and (
+            name not in latest or model.creation_time > latest[name].creation_time
+        ):
+            latest[name] = model
+    return {name: m.info.labels.get("weights", MISSING) for name, m in latest.items()}

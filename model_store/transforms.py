@@ -1,0 +1,59 @@
+"""Image to input tensor, as the variant's `InputSpec` prescribes.
+
+Shared by training (LeNet-5), evaluation, ONNX parity checks and the serving core, so that a
+model sees exactly the same preprocessing wherever it runs. Pure numpy/PIL: no torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from model_store.specs import InputSpec
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> Image.Image:
+    width, height = image.size
+    if min(width, height) == target:
+        return image
+    scale = target / min(width, height)
+    new_size = (max(target, round(width * scale)), max(target, round(height * scale)))
+    return image.resize(new_size, _RESAMPLE[interpolation])
+
+
+def centre_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centred size x size square (torchvision's rounding)."""
+    left = int(round((width - size) / 2.0))
+    top = int(round((height - size) / 2.0))
+    return left, top, left + size, top + size
+
+
+def to_model_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    """Normalise an already-cropped image of spec.size x spec.size into a (C, H, W) float32."""
+    mode = "L" if spec.grayscale else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
+    if image.size != (spec.size, spec.size):
+        image = image.resize((spec.size, spec.size), _RESAMPLE[spec.interpolation])
+    pixels = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+
+
+def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    """Resize the shorter side, centre-crop, normalise: the single-crop (1-crop) input."""
+    mode = "L" if spec.grayscale else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
+    resized = resize_shorter_side(image, spec.resize, spec.interpolation)
+    cropped = resized.crop(centre_crop_box(*resized.size, spec.size))
+    return to_model_input(cropped, spec)

@@ -1,0 +1,68 @@
+"""Serving configuration: which models load at start-up, backend, batching, limits.
+
+Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
+default so an empty file serves the embedded default models.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int = 16
+    max_delay_ms: float = 5.0
+    max_queue: int = 256  # images waiting per model before requests are shed
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    default_model: str = "efficientnet_lite0"
+    startup_models: tuple[str, ...] = ("efficientnet_lite0", "lenet5")
+    backend: str = "onnxruntime"  # or "pytorch"
+    device: str = "auto"  # "auto" picks CUDA when present
+    threads: int | None = None  # intra-op threads per model; None: all cores
+    batching: BatchingConfig = BatchingConfig()
+    per_model_batching: dict[str, BatchingConfig] = field(default_factory=dict)
+    memory_budget_mb: float = 6144.0  # loaded models beyond this evict the least recent idle one
+    lazy_load: bool = True
+    allow_random_init: bool = True  # serve random-init models (marked so) if that is all there is
+    max_image_pixels: int = 40_000_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_images_per_request: int = 64
+    max_top_k: int = 1000
+    ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grpc_port: int = 3001
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
+
+    def batching_for(self, model: str) -> BatchingConfig:
+        return self.per_model_batching.get(model, self.batching)
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> ServingConfig:
+    path = Path(path or os.environ.get("CONVZOO_CONFIG") or DEFAULT_CONFIG_PATH)
+    raw: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    raw.update(overrides)
+    known = {f.name for f in fields(ServingConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown configuration keys {sorted(unknown)}")
+    if "batching" in raw and isinstance(raw["batching"], dict):
+        raw["batching"] = BatchingConfig(**raw["batching"])
+    base = raw.get("batching", BatchingConfig())
+    if "per_model_batching" in raw:
+        raw["per_model_batching"] = {
+            name: replace(base, **values) for name, values in raw["per_model_batching"].items()
+        }
+    if "startup_models" in raw:
+        raw["startup_models"] = tuple(raw["startup_models"])
+    return ServingConfig(**raw)

@@ -1,0 +1,355 @@
+"""The inference core that every protocol adapter calls.
+
+It owns the loaded models (`Engine`: stored model + backend + batcher), loads the configured
+ones at start-up, loads others on first use, evicts the least recently used idle ones under a
+memory budget, and runs the request path: decode -> preprocess (worker threads, overlapping
+inference) -> the model's batcher -> softmax/top-k. REST and gRPC call the same instance in
+the same process, so batching and metrics are shared between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from model_store import registry, store
+from model_store.registry import UnknownModel
+from model_store.specs import ModelSpec
+from model_store.transforms import preprocess
+from service.core import metrics
+from service.core.backends import Backend, create_backend
+from service.core.batcher import Batcher, BatchResult
+from service.core.config import ServingConfig, load_config
+from service.core.decoding import decode_image
+from service.core.errors import (
+    InvalidArgument,
+    ModelNotFound,
+    NotReady,
+    ServiceError,
+)
+from service.core.postprocess import softmax, top_k
+
+log = logging.getLogger("convzoo.core")
+
+RANDOM_INIT_WARNING = (
+    "{name} has random-init weights (no real weights were imported): its predictions are "
+    "meaningless; use it for latency profiling only"
+)
+
+
+@dataclass
+class Engine:
+    spec: ModelSpec
+    stored: store.StoredModel
+    backend: Backend
+    batcher: Batcher
+    memory_mb: float
+    load_seconds: float
+
+    @property
+    def weights_status(self) -> str:
+        return self.stored.weights_status
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+class InferenceCore:
+    def __init__(self, config: ServingConfig | None = None):
+        self.config = config or load_config()
+        self.engines: dict[str, Engine] = {}
+        self.load_errors: dict[str, str] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        # Decoding and preprocessing overlap with inference on their own threads.
+        self._prep_executor = ThreadPoolExecutor(
+            max(2, os.cpu_count() or 2), thread_name_prefix="preprocess")
+        self.started = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for name in self.config.startup_models:
+            try:
+                await self.engine(name)
+            except ServiceError as exc:
+                log.error("start-up model %s failed to load: %s", name, exc.message)
+        self.started = True
+
+    @property
+    def ready(self) -> bool:
+        return self.started and self.config.default_model in self.engines
+
+    async def close(self) -> None:
+        for engine in list(self.engines.values()):
+            await engine.batcher.close()
+        self.engines.clear()
+        self._prep_executor.shutdown(wait=False)
+        self._load_executor.shutdown(wait=False)
+
+    def spec(self, name: str) -> ModelSpec:
+        try:
+            return registry.get(name)
+        except UnknownModel as exc:
+            raise ModelNotFound(str(exc), model=name,
+                                valid_models=sorted(registry.all_specs())) from None
+
+    async def engine(self, name: str) -> Engine:
+        """The loaded engine for `name`, loading it (once, however many ask) if needed."""
+        if name in self.engines:
+            return self.engines[name]
+        spec = self.spec(name)
+        if name not in self.config.startup_models and not self.config.lazy_load and self.started:
+            raise NotReady(f"model {name} is not loaded and lazy loading is off")
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.ensure_future(self._load(spec))
+            self._loading[name] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._loading.pop(name, None)
+
+    async def _load(self, spec: ModelSpec) -> Engine:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            stored, backend = await loop.run_in_executor(
+                self._load_executor, self._load_blocking, spec)
+        except ServiceError as exc:
+            self.load_errors[spec.name] = exc.message
+            metrics.MODEL_READY.labels(spec.name).set(0)
+            raise
+        except Exception as exc:  # a broken file must not take the service down
+            message = f"model {spec.name} failed to load: {type(exc).__name__}: {exc}"
+            self.load_errors[spec.name] = message
+            metrics.MODEL_READY.labels(spec.name).set(0)
+            raise NotReady(message, model=spec.name) from None
+        batching = self.config.batching_for(spec.name)
+        engine = Engine(
+            spec=spec, stored=stored, backend=backend,
+            batcher=Batcher(spec.name, backend.run, max_batch_size=batching.max_batch_size,
+                            max_delay_ms=batching.max_delay_ms, max_queue=batching.max_queue,
+                            instances=batching.instances),
+            memory_mb=stored.onnx_path.stat().st_size / 2**20 * 2 + 32,
+            load_seconds=time.perf_counter() - started,
+        )
+        await self._evict_for(engine.memory_mb)
+        self.engines[spec.name] = engine
+        self.load_errors.pop(spec.name, None)
+        metrics.MODEL_LOAD_SECONDS.labels(spec.name).observe(engine.load_seconds)
+        metrics.MODEL_READY.labels(spec.name).set(1)
+        metrics.MODELS_LOADED.set(len(self.engines))
+        log.info("loaded %s (%s, %s) in %.2fs", spec.name, backend.name,
+                 ",".join(backend.providers), engine.load_seconds)
+        return engine
+
+    def _load_blocking(self, spec: ModelSpec) -> tuple[store.StoredModel, Backend]:
+        stored = store.find(spec.name)
+        if stored is None:
+            raise ModelNotFound(
+                f"model {spec.name} is in the registry but has no weights in the model store; "
+                f"import them with `python -m model_store pull {spec.name}` (or `import "
+                f"{spec.name} --from-file PATH`)", model=spec.name,
+                served_models=sorted(store.stored_status()))
+        if stored.weights_status == store.RANDOM_INIT and not self.config.allow_random_init:
+            raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
+                                "service is configured not to serve", model=spec.name)
+        backend = create_backend(self.config.backend, stored, self.config.device,
+                                 self.config.threads)
+        # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
+        batching = self.config.batching_for(spec.name)
+        for size in (1, batching.max_batch_size):
+            backend.run(np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
+                                 np.float32))
+        return stored, backend
+
+    async def _evict_for(self, needed_mb: float) -> None:
+        def used() -> float:
+            return sum(e.memory_mb for e in self.engines.values())
+
+        while self.engines and used() + needed_mb > self.config.memory_budget_mb:
+            idle = [e for e in self.engines.values()
+                    if e.batcher.idle and e.spec.name != self.config.default_model]
+            if not idle:
+                return  # everything is busy: go over budget rather than fail requests
+            victim = min(idle, key=lambda e: e.batcher.last_used)
+            log.info("evicting %s (memory budget %.0f MB)", victim.spec.name,
+                     self.config.memory_budget_mb)
+            del self.engines[victim.spec.name]
+            metrics.MODEL_READY.labels(victim.spec.name).set(0)
+            metrics.MODELS_LOADED.set(len(self.engines))
+            await victim.batcher.close()
+
+    # --- request path --------------------------------------------------------------------
+
+    def check_top_k(self, value: Any) -> int:
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"top_k must be an integer, got {value!r}") from None
+        if isinstance(value, float) and not float(value).is_integer():
+            raise InvalidArgument(f"top_k must be an integer, got {value!r}")
+        if not 1 <= k <= self.config.max_top_k:
+            raise InvalidArgument(f"top_k must be between 1 and {self.config.max_top_k}, got {k}")
+        return k
+
+    def check_image_count(self, count: int) -> None:
+        if count == 0:
+            raise InvalidArgument("no image given: send at least one image")
+        if count > self.config.max_images_per_request:
+            raise InvalidArgument(f"{count} images in one request; the limit is "
+                                  f"{self.config.max_images_per_request}")
+
+    async def preprocess_images(self, images: list[bytes], spec: ModelSpec,
+                                timing: dict[str, float]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+
+        def one(index_and_data: tuple[int, bytes]) -> tuple[np.ndarray, float, float]:
+            index, data = index_and_data
+            field = "image" if len(images) == 1 else f"images[{index}]"
+            t0 = time.perf_counter()
+            image = decode_image(data, self.config.max_image_pixels, field)
+            t1 = time.perf_counter()
+            tensor = preprocess(image, spec.input)
+            return tensor, t1 - t0, time.perf_counter() - t1
+
+        results = await asyncio.gather(*(loop.run_in_executor(self._prep_executor, one, item)
+                                         for item in enumerate(images)))
+        decode_s = max(r[1] for r in results)
+        prep_s = max(r[2] for r in results)
+        metrics.STAGE_LATENCY.labels(spec.name, "decode").observe(decode_s)
+        metrics.STAGE_LATENCY.labels(spec.name, "preprocess").observe(prep_s)
+        timing["decode"] = _ms(decode_s)
+        timing["preprocess"] = _ms(prep_s)
+        return np.stack([r[0] for r in results])
+
+    async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
+                    deadline: float | None = None) -> np.ndarray:
+        """Probabilities (n, classes) for a preprocessed batch through the model's batcher."""
+        result: BatchResult = await engine.batcher.submit(batch, deadline)
+        timing["queue"] = round(result.queue_ms, 3)
+        timing["infer"] = round(result.infer_ms, 3)
+        timing["batch_size"] = result.batch_size
+        return softmax(result.logits.astype(np.float32))
+
+    def describe_weights(self, engine: Engine, response: dict[str, Any]) -> dict[str, Any]:
+        response["weights"] = engine.weights_status
+        if engine.weights_status == store.RANDOM_INIT:
+            response["warning"] = RANDOM_INIT_WARNING.format(name=engine.spec.name)
+        return response
+
+    async def classify(self, model: str | None, images: list[bytes], k: Any = 5,
+                       deadline: float | None = None) -> list[dict[str, Any]]:
+        """One result per image: {"model", "weights", "predictions", "timing_ms"}."""
+        name = model or self.config.default_model
+        k = self.check_top_k(k)
+        self.check_image_count(len(images))
+        started = time.perf_counter()
+        engine = await self.engine(name)
+        timing: dict[str, float] = {}
+        batch = await self.preprocess_images(images, engine.spec, timing)
+        probabilities = await self.infer(engine, batch, timing, deadline)
+        return self._results(engine, probabilities, k, timing, started)
+
+    async def classify_pixels(self, model: str | None, pixels: np.ndarray, k: Any = 5,
+                              deadline: float | None = None) -> list[dict[str, Any]]:
+        """As `classify`, for tensors already preprocessed to the model's input shape."""
+        name = model or self.config.default_model
+        k = self.check_top_k(k)
+        started = time.perf_counter()
+        engine = await self.engine(name)
+        expected = (engine.spec.input.channels, engine.spec.input.size, engine.spec.input.size)
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:
+            raise InvalidArgument(f"PIXELS for {name} must have shape [-1, {expected[0]}, "
+                                  f"{expected[1]}, {expected[2]}], got {list(pixels.shape)}")
+        self.check_image_count(len(pixels))
+        if not np.isfinite(pixels).all():
+            raise InvalidArgument("PIXELS contains NaN or infinite values")
+        timing: dict[str, float] = {}
+        probabilities = await self.infer(engine, pixels.astype(np.float32, copy=False), timing,
+                                         deadline)
+        return self._results(engine, probabilities, k, timing, started)
+
+    def _results(self, engine: Engine, probabilities: np.ndarray, k: int,
+                 timing: dict[str, float], started: float) -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        predictions = [top_k(p, k, engine.spec.labels) for p in probabilities]
+        post_s = time.perf_counter() - t0
+        metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
+        timing["postprocess"] = _ms(post_s)
+        timing["total"] = _ms(time.perf_counter() - started)
+        return [self.describe_weights(engine, {"model": engine.spec.name,
+                                               "predictions": preds,
+                                               "timing_ms": dict(timing)})
+                for preds in predictions]
+
+    @asynccontextmanager
+    async def observe(self, endpoint: str, model: str | None) -> AsyncIterator[None]:
+        """Count a request's outcome and time it, whatever the protocol."""
+        label = model or self.config.default_model
+        if label not in registry.all_specs():
+            label = "unknown"
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield
+        except ServiceError as exc:
+            outcome = exc.code
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:
+            outcome = "internal"
+            raise
+        finally:
+            metrics.REQUESTS.labels(label, endpoint, outcome).inc()
+            metrics.REQUEST_LATENCY.labels(label, endpoint).observe(time.perf_counter() - started)
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def model_info(self, name: str, stored_statuses: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
+        spec = self.spec(name)
+        engine = self.engines.get(name)
+        if stored_statuses is None:
+            stored_statuses = store.stored_status()
+        published = spec.published
+        return {
+            "name": spec.name,
+            "family": spec.family,
+            "paper": spec.paper,
+            "input": {"size": spec.input.size, "resize": spec.input.resize,
+                      "interpolation": spec.input.interpolation, "mean": spec.input.mean,
+                      "std": spec.input.std, "channels": spec.input.channels},
+            "labels": spec.labels,
+            "num_classes": spec.num_classes,
+            "ladder": spec.ladder,
+            "published": None if published is None else {
+                "top1": published.top1, "top5": published.top5, "params_m": published.params_m,
+                "mult_adds_m": published.mult_adds_m, "source": published.source},
+            "weights": stored_statuses.get(name, store.MISSING),
+            "loaded": engine is not None,
+            "ready": engine is not None,
+            "load_error": self.load_errors.get(name),
+            "backend": engine.backend.name if engine else None,
+            "providers": list(engine.backend.providers) if engine else None,
+            "computed": ({"params_m": engine.stored.record["params_m"],
+                          "mult_adds_m": engine.stored.record["mult_adds_m"]}
+                         if engine else None),
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        statuses = store.stored_status()
+        return [self.model_info(name, statuses) for name in registry.all_specs()]

@@ -1,0 +1,77 @@
+"""Every Prometheus metric the service exports, defined once.
+
+Labels are `model`, `endpoint`, `stage` and `outcome`, never anything per request. The
+metrics live in their own registry, appended to BentoML's `/metrics` output by the service.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+                    0.75, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "convzoo_requests_total", "Requests by model, endpoint and outcome (ok or an error code)",
+    ["model", "endpoint", "outcome"], registry=REGISTRY)
+REQUEST_LATENCY = Histogram(
+    "convzoo_request_latency_seconds", "End-to-end request latency inside the service",
+    ["model", "endpoint"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+STAGE_LATENCY = Histogram(
+    "convzoo_stage_latency_seconds",
+    "Latency of one stage (decode, preprocess, queue, infer, postprocess) per model",
+    ["model", "stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+BATCH_SIZE = Histogram(
+    "convzoo_batch_size", "Images per batch run by a model's dynamic batcher",
+    ["model"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160),
+    registry=REGISTRY)
+IMAGES = Counter(
+    "convzoo_images_total", "Images (or crops) run through a model", ["model"], registry=REGISTRY)
+QUEUE_DEPTH = Gauge(
+    "convzoo_queue_depth", "Images waiting in a model's batcher queue", ["model"],
+    registry=REGISTRY)
+SHED = Counter(
+    "convzoo_shed_total", "Requests refused at once because a model's queue was full",
+    ["model"], registry=REGISTRY)
+MODELS_LOADED = Gauge(
+    "convzoo_models_loaded", "Models loaded and ready to serve", registry=REGISTRY)
+MODEL_READY = Gauge(
+    "convzoo_model_ready", "1 when a model is loaded and ready, 0 when it failed or is out",
+    ["model"], registry=REGISTRY)
+MODEL_LOAD_SECONDS = Histogram(
+    "convzoo_model_load_seconds", "Time to load and warm up a model", ["model"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
+SELECTIONS = Counter(
+    "convzoo_selection_choices_total", "Variants chosen by the accuracy/latency selector",
+    ["family", "variant"], registry=REGISTRY)
+GPU_MEMORY_USED = Gauge(
+    "convzoo_gpu_memory_used_bytes", "GPU memory in use (only where a GPU exists)", ["device"],
+    registry=REGISTRY)
+GPU_UTILISATION = Gauge(
+    "convzoo_gpu_utilization_ratio", "GPU utilisation 0..1 (only where a GPU exists)",
+    ["device"], registry=REGISTRY)
+
+
+def refresh_gpu_gauges() -> None:
+    """Sample GPU memory and utilisation, where torch sees a CUDA device."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            GPU_MEMORY_USED.labels(str(index)).set(total - free)
+            try:
+                GPU_UTILISATION.labels(str(index)).set(torch.cuda.utilization(index) / 100.0)
+            except Exception:  # needs pynvml; memory is still reported
+                pass
+    except Exception:  # a broken driver must not break /metrics
+        return
+
+
+def exposition() -> bytes:
+    refresh_gpu_gauges()
+    return generate_latest(REGISTRY)

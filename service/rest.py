@@ -1,0 +1,211 @@
+"""REST adapter: HTTP requests in, inference core calls, JSON out.
+
+Each endpoint converts its request (multipart file fields, base64 in JSON, or a raw image
+body), calls the core, and maps domain errors through the core's one status table. It is a
+Starlette app mounted into the BentoML service (BentoML keeps /livez, /readyz, /metrics):
+plain routes give GET endpoints, path parameters and full control of error bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service.core.errors import (
+    InvalidArgument,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    http_status,
+)
+from service.core.inference import InferenceCore
+
+log = logging.getLogger("convzoo.rest")
+
+IMAGE_FIELDS = ("image", "images")
+
+
+class ParsedRequest:
+    """Images and options of a request, whatever its encoding."""
+
+    def __init__(self, images: list[bytes], options: dict[str, Any]):
+        self.images = images
+        self.options = options
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def get_list(self, key: str) -> list[str] | None:
+        """A list option: a JSON list, repeated form fields, or one comma-separated value."""
+        value = self.options.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise InvalidArgument(f"{key} must be a list, got {type(value).__name__}")
+        return value
+
+
+def _b64(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: expected a base64 string, got {type(value).__name__}")
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]  # data URLs
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument(f"{field}: not valid base64") from None
+
+
+async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
+    limit = core.config.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    options: dict[str, Any] = dict(request.query_params)
+    images: list[bytes] = []
+    if content_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=core.config.max_images_per_request + 1,
+                                      max_fields=100)
+        except Exception as exc:
+            raise InvalidArgument(f"malformed multipart body: {exc}") from None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key not in IMAGE_FIELDS:
+                    raise InvalidArgument(f"unexpected file field {key!r}; send images as "
+                                          "'image' (or several 'images')")
+                images.append(await value.read())
+            elif key in options and key in ("models", "weights"):
+                options[key] = f"{options[key]},{value}"
+            else:
+                options[key] = value
+    elif content_type in ("application/json", ""):
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {limit}")
+        if not body:
+            raise InvalidArgument("empty request body: send an image as a multipart 'image' "
+                                  "field, base64 in JSON, or the raw image bytes")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise InvalidArgument("JSON body must be an object")
+        for key, value in payload.items():
+            if key == "image":
+                images.append(_b64(value, "image"))
+            elif key == "images":
+                if not isinstance(value, list):
+                    raise InvalidArgument("images must be a list of base64 strings")
+                images.extend(_b64(v, f"images[{i}]") for i, v in enumerate(value))
+            else:
+                options[key] = value
+    elif content_type.startswith("image/") or content_type == "application/octet-stream":
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {limit}")
+        images.append(body)
+    else:
+        raise InvalidArgument(f"unsupported content type {content_type!r}; use "
+                              "multipart/form-data, application/json or image/*")
+    return ParsedRequest(images, options)
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, Overloaded):
+        headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+    return JSONResponse(error.to_dict(), status_code=http_status(error), headers=headers)
+
+
+def endpoint(name: str, handler):
+    """Wrap a handler(request, core, parsed) with parsing, metrics and error mapping."""
+
+    async def route(request: Request) -> JSONResponse:
+        core: InferenceCore = request.app.state.core
+        model = None
+        try:
+            parsed = await parse_request(request, core)
+            model = parsed.get("model")
+            if model is not None and not isinstance(model, str):
+                raise InvalidArgument("model must be a string")
+            async with core.observe(name, model):
+                body = await handler(core, parsed)
+            return JSONResponse(body)
+        except ServiceError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("unexpected error in %s (model=%s)", name, model)
+            return JSONResponse({"error": {"code": "internal",
+                                           "message": "internal error; see the server log"}},
+                                status_code=500)
+
+    return route
+
+
+def _deadline(parsed: ParsedRequest) -> float | None:
+    """A client-given timeout (seconds) becomes a deadline for queued work."""
+    timeout = parsed.get("timeout_s")
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"timeout_s must be a number, got {timeout!r}") from None
+    if seconds <= 0:
+        raise InvalidArgument("timeout_s must be positive")
+    return time.monotonic() + seconds
+
+
+async def classify(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
+    if len(parsed.images) != 1:
+        raise InvalidArgument(f"/classify takes exactly one image, got {len(parsed.images)}; "
+                              "use /classify_batch for several")
+    results = await core.classify(parsed.get("model"), parsed.images,
+                                  parsed.get("top_k", 5), _deadline(parsed))
+    return results[0]
+
+
+async def classify_batch(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
+    results = await core.classify(parsed.get("model"), parsed.images,
+                                  parsed.get("top_k", 5), _deadline(parsed))
+    return {"model": results[0]["model"], "weights": results[0]["weights"],
+            "results": results}
+
+
+async def list_models(request: Request) -> JSONResponse:
+    core: InferenceCore = request.app.state.core
+    return JSONResponse({"default_model": core.config.default_model, "models": core.models()})
+
+
+async def get_model(request: Request) -> JSONResponse:
+    core: InferenceCore = request.app.state.core
+    try:
+        return JSONResponse(core.model_info(request.path_params["name"]))
+    except ServiceError as error:
+        return error_response(error)
+
+
+def create_app(extra_routes: list[Route] | None = None) -> Starlette:
+    routes = [
+        Route("/classify", endpoint("classify", classify), methods=["POST"]),
+        Route("/classify_batch", endpoint("classify_batch", classify_batch), methods=["POST"]),
+        Route("/models", list_models, methods=["GET", "POST"]),
+        Route("/models/{name}", get_model, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    return Starlette(routes=routes)

@@ -78,6 +78,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from model_store.operations import pull
 
     specs = [registry.get(n) for n in args.names] or registry.embedded_defaults()
+    if args.if_missing:
+        present = store.stored_status()
+        specs = [s for s in specs if s.name not in present]
     for spec in specs:
         print(f"pulling {spec.name} ...", file=sys.stderr)
         tag = pull(spec, random_init=args.random_init)
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--random-init", action="store_true",
                    help="store random weights, marked random-init (latency profiling only)")
+    p.add_argument("--if-missing", action="store_true",
+                   help="skip variants the store already holds")
     p.set_defaults(func=cmd_pull)
     p = sub.add_parser("import", help="import a local weights file (.pth/.safetensors/.h5)")
     p.add_argument("name")

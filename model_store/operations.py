@@ -71,7 +71,8 @@ def verify(name: str) -> dict[str, Any]:
     spec = registry.get(name)
     stored = store.find(name)
     if stored is None:
-        raise WeightsError(f"{name} is not in the model store; run `python -m model_store pull {name}`")
+        raise WeightsError(
+            f"{name} is not in the model store; run `python -m model_store pull {name}`")
     for file_name, expected in stored.record["files"].items():
         actual = sha256_of(stored.path / file_name)
         if actual != expected:

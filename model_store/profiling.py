@@ -9,7 +9,7 @@ builder produces is what gets measured.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from model_store.specs import ModelSpec
 
@@ -28,7 +28,8 @@ def count_mult_adds(model: nn.Module, channels: int, size: int) -> int:
 
     def on_linear(module: nn.Linear, _inputs, output: torch.Tensor) -> None:
         nonlocal total
-        total += module.in_features * module.out_features * (output[0].numel() // module.out_features)
+        rows = output[0].numel() // module.out_features
+        total += module.in_features * module.out_features * rows
 
     hooks = []
     for module in model.modules():

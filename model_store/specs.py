@@ -8,10 +8,10 @@ or downloads anything; `model_store.weights` and `model_store.store` act on thes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-import torch.nn as nn
+from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,6 +51,7 @@ class Published:
     top5: float | None = None
     params_m: float | None = None  # millions of parameters
     mult_adds_m: float | None = None  # millions of multiply-adds per image
+    note: str = ""  # how a published figure differs from ours, where it does
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class ModelSpec:
     # Position on the family's accuracy/latency ladder (e.g. alpha and rho for MobileNet v1).
     ladder: dict[str, float] = field(default_factory=dict, compare=False)
     embedded_default: bool = False  # imported by `pull` with no names / `make serve`
+    # State-dict key prefixes of training-only heads (GoogLeNet's auxiliary classifiers) that
+    # published files carry but inference never uses: dropped on import.
+    training_only_weights: tuple[str, ...] = ()
 
     @property
     def offline_source(self) -> WeightSource | None:

@@ -97,6 +97,8 @@ def save(
 
     model = spec.build().eval()
     if state_dict is not None:
+        state_dict = {k: v for k, v in state_dict.items()
+                      if not k.startswith(spec.training_only_weights or ("\0",))}
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         if missing or unexpected:
             raise StoreError(

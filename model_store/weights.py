@@ -100,7 +100,7 @@ def download(spec: ModelSpec, source: WeightSource, progress: bool = True) -> Pa
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(source.url, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(source.url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0)
             with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
                 from tqdm import tqdm
@@ -138,7 +138,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    tensors_only = isinstance(loaded, dict) and all(
+        isinstance(v, torch.Tensor) for v in loaded.values())
+    if not tensors_only:
         raise WeightsError(f"{path}: does not contain a state dict of tensors")
     return loaded
 

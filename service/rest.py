@@ -187,6 +187,26 @@ async def classify_batch(core: InferenceCore, parsed: ParsedRequest) -> dict[str
             "results": results}
 
 
+def _one_image(parsed: ParsedRequest, path: str) -> bytes:
+    if len(parsed.images) != 1:
+        raise InvalidArgument(f"{path} takes exactly one image, got {len(parsed.images)}")
+    return parsed.images[0]
+
+
+async def multicrop(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
+    return await core.multicrop(parsed.get("model"), _one_image(parsed, "/multicrop"),
+                                parsed.get("crops", 10), parsed.get("top_k", 5),
+                                _deadline(parsed))
+
+
+async def ensemble(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
+    return await core.ensemble(
+        _one_image(parsed, "/ensemble"), models=parsed.get_list("models"),
+        ensemble=parsed.get("ensemble"), weights=parsed.get_list("weights"),
+        method=parsed.get("method"), k=parsed.get("top_k", 5), crops=parsed.get("crops", 1),
+        deadline=_deadline(parsed))
+
+
 async def list_models(request: Request) -> JSONResponse:
     core: InferenceCore = request.app.state.core
     return JSONResponse({"default_model": core.config.default_model, "models": core.models()})
@@ -204,6 +224,8 @@ def create_app(extra_routes: list[Route] | None = None) -> Starlette:
     routes = [
         Route("/classify", endpoint("classify", classify), methods=["POST"]),
         Route("/classify_batch", endpoint("classify_batch", classify_batch), methods=["POST"]),
+        Route("/multicrop", endpoint("multicrop", multicrop), methods=["POST"]),
+        Route("/ensemble", endpoint("ensemble", ensemble), methods=["POST"]),
         Route("/models", list_models, methods=["GET", "POST"]),
         Route("/models/{name}", get_model, methods=["GET"]),
         *(extra_routes or []),

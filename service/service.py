@@ -2,7 +2,7 @@
 
 `bentoml serve service.service:ConvZoo --port 3000` starts it. The REST routes are the
 Starlette app of `service.rest`, mounted here; BentoML adds /livez, /readyz (true once the
-start-up models are loaded) and /metrics (BentoML's own plus ConvZoo's, appended).
+start-up models are loaded) and /metrics (BentoML's own and ConvZoo's).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import bentoml
 from service.core import metrics
 from service.core.config import load_config
 from service.core.inference import InferenceCore
+from service.grpc import GrpcServer
+from service.oip_rest import oip_routes
 from service.rest import create_app
 
 log = logging.getLogger("convzoo")
 
-rest_app = create_app()
+rest_app = create_app(extra_routes=oip_routes())
 
 
 @bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300})
@@ -27,17 +29,23 @@ class ConvZoo:
     def __init__(self) -> None:
         self.core = InferenceCore(load_config())
         rest_app.state.core = self.core
+        self.grpc_server = GrpcServer(self.core)
 
     @bentoml.on_startup
     async def start(self) -> None:
         await self.core.start()
+        await self.grpc_server.start()
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
+        await self.grpc_server.stop()
         await self.core.close()
 
     async def __is_ready__(self) -> bool:
         return self.core.ready
 
     async def __metrics__(self, content: str) -> str:
-        return content + metrics.exposition().decode()
+        # ConvZoo's metrics are already in `content` (multiprocess mode); GPU gauges are
+        # sampled now so that each scrape sees current values.
+        metrics.refresh_gpu_gauges()
+        return content

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -125,13 +125,14 @@ class Batcher:
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             batch = self._take_batch()
             if not batch:
                 continue
             started = time.perf_counter()
-            inputs = np.concatenate([p.inputs for p in batch]) if len(batch) > 1 else batch[0].inputs
+            inputs = (np.concatenate([p.inputs for p in batch]) if len(batch) > 1
+                      else batch[0].inputs)
             self.in_flight += 1
             try:
                 logits = await loop.run_in_executor(self._executor, self._run_chunked, inputs)

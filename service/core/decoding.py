@@ -8,6 +8,7 @@ grayscale models) the way a viewer would show them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -49,10 +50,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, field: str =
     except Exception as exc:  # truncated data, bad Huffman tables, bad CRC...
         fmt = image.format or "image"
         raise InvalidImage(f"{field}: truncated or corrupt {fmt} data: {exc}") from None
-    try:
+    # A malformed EXIF block should not reject a decodable image.
+    with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block should not reject a decodable image
-        pass
     return to_rgb(image)
 
 

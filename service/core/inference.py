@@ -13,12 +13,14 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from model_store import registry, store
 from model_store.registry import UnknownModel
@@ -28,7 +30,9 @@ from service.core import metrics
 from service.core.backends import Backend, create_backend
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config
+from service.core.crops import check_crop_scheme, crop_tensors
 from service.core.decoding import decode_image
+from service.core.ensemble import DEFAULT_MAX_MEMBERS, combine, plan_ensemble
 from service.core.errors import (
     InvalidArgument,
     ModelNotFound,
@@ -353,3 +357,89 @@ class InferenceCore:
     def models(self) -> list[dict[str, Any]]:
         statuses = store.stored_status()
         return [self.model_info(name, statuses) for name in registry.all_specs()]
+
+    # --- multi-crop and ensembles --------------------------------------------------------
+
+    async def _decode(self, image: bytes, label: str, timing: dict[str, float]) -> Image.Image:
+        """Decode one image on a worker thread, once however many crops or models use it."""
+        t0 = time.perf_counter()
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            self._prep_executor, decode_image, image, self.config.max_image_pixels, "image")
+        metrics.STAGE_LATENCY.labels(label, "decode").observe(time.perf_counter() - t0)
+        timing["decode"] = _ms(time.perf_counter() - t0)
+        return decoded
+
+    async def _crop_probabilities(self, engine: Engine, image: Image.Image, scheme: int,
+                                  timing: dict[str, float], deadline: float | None,
+                                  crop_resize: int | None = None) -> np.ndarray:
+        """The model's probabilities averaged over the scheme's crops of one image."""
+        t0 = time.perf_counter()
+        batch = await asyncio.get_running_loop().run_in_executor(
+            self._prep_executor, crop_tensors, image, engine.spec.input, scheme, crop_resize)
+        metrics.STAGE_LATENCY.labels(engine.spec.name, "preprocess").observe(
+            time.perf_counter() - t0)
+        timing["preprocess"] = _ms(time.perf_counter() - t0)
+        # One submit: the batcher runs a request's images together, so the crops are one batch.
+        return (await self.infer(engine, batch, timing, deadline)).mean(axis=0)
+
+    async def multicrop(self, model: str | None, image: bytes, crops: Any = 10, k: Any = 5,
+                        deadline: float | None = None, crop_resize: int | None = None
+                        ) -> dict[str, Any]:
+        """{"model", "weights", "crops", "predictions", "timing_ms"}: mean over the crops."""
+        name = model or self.config.default_model
+        k = self.check_top_k(k)
+        scheme = check_crop_scheme(crops)
+        started = time.perf_counter()
+        engine = await self.engine(name)
+        timing: dict[str, float] = {}
+        decoded = await self._decode(image, name, timing)
+        mean = await self._crop_probabilities(engine, decoded, scheme, timing, deadline,
+                                              crop_resize)
+        return {**self._results(engine, mean[None], k, timing, started)[0], "crops": scheme}
+
+    async def _ensemble_member(self, engine: Engine, image: Image.Image, scheme: int, k: int,
+                               request_started: float, deadline: float | None
+                               ) -> tuple[np.ndarray, dict[str, Any]]:
+        started = time.perf_counter()
+        timing: dict[str, float] = {}
+        probabilities = await self._crop_probabilities(engine, image, scheme, timing, deadline)
+        result = self._results(engine, probabilities[None], k, timing, started)[0]
+        result["started_ms"] = _ms(started - request_started)
+        result["latency_ms"] = timing["total"]
+        return probabilities, result
+
+    async def ensemble(self, image: bytes, models: list[str] | None = None,
+                       ensemble: str | None = None, weights: list[Any] | None = None,
+                       method: str | None = None, k: Any = 5, crops: Any = 1,
+                       deadline: float | None = None) -> dict[str, Any]:
+        """Members run concurrently, each with its own preprocessing and batcher; combined.
+
+        `method` None means the named ensemble's method, else "mean".
+        """
+        k = self.check_top_k(k)
+        scheme = check_crop_scheme(crops)
+        plan = plan_ensemble(
+            lambda m: self.spec(m).labels, self.config.ensembles, models=models,
+            ensemble=ensemble, weights=weights, method=method,
+            max_members=getattr(self.config, "max_ensemble_members", DEFAULT_MAX_MEMBERS))
+        started = time.perf_counter()
+        engines = await asyncio.gather(*(self.engine(m) for m in plan.members))
+        timing: dict[str, float] = {}
+        decoded = await self._decode(image, "ensemble", timing)
+        members = await asyncio.gather(*(self._ensemble_member(e, decoded, scheme, k, started,
+                                                               deadline) for e in engines))
+        t0 = time.perf_counter()
+        combined = combine([p for p, _ in members], plan.weights, plan.method)
+        predictions = top_k(combined, k, engines[0].spec.labels)
+        timing["combine"] = _ms(time.perf_counter() - t0)
+        timing["total"] = _ms(time.perf_counter() - started)
+        random_init = [e.spec.name for e in engines if e.weights_status == store.RANDOM_INIT]
+        response: dict[str, Any] = {
+            "ensemble": plan.name, "models": list(plan.members), "method": plan.method,
+            "member_weights": list(plan.weights), "crops": scheme,
+            "weights": store.RANDOM_INIT if random_init else engines[0].weights_status,
+            "predictions": predictions, "members": [m for _, m in members], "timing_ms": timing}
+        if random_init:
+            response["warning"] = (f"members {', '.join(random_init)} have random-init "
+                                   "weights: the combined predictions are meaningless")
+        return response

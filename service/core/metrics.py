@@ -1,10 +1,14 @@
 """Every Prometheus metric the service exports, defined once.
 
-Labels are `model`, `endpoint`, `stage` and `outcome`, never anything per request. The
-metrics live in their own registry, appended to BentoML's `/metrics` output by the service.
+Labels are `model`, `endpoint`, `stage` and `outcome`, never anything per request. Under
+BentoML, prometheus_client runs in multiprocess mode (BentoML sets PROMETHEUS_MULTIPROC_DIR),
+so these values reach BentoML's own `/metrics` collector; gauges are `livesum` so they carry
+no pid label. Outside BentoML `exposition()` renders them from this module's registry.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -31,15 +35,16 @@ IMAGES = Counter(
     "convzoo_images_total", "Images (or crops) run through a model", ["model"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "convzoo_queue_depth", "Images waiting in a model's batcher queue", ["model"],
-    registry=REGISTRY)
+    multiprocess_mode="livesum", registry=REGISTRY)
 SHED = Counter(
     "convzoo_shed_total", "Requests refused at once because a model's queue was full",
     ["model"], registry=REGISTRY)
 MODELS_LOADED = Gauge(
-    "convzoo_models_loaded", "Models loaded and ready to serve", registry=REGISTRY)
+    "convzoo_models_loaded", "Models loaded and ready to serve",
+    multiprocess_mode="livesum", registry=REGISTRY)
 MODEL_READY = Gauge(
     "convzoo_model_ready", "1 when a model is loaded and ready, 0 when it failed or is out",
-    ["model"], registry=REGISTRY)
+    ["model"], multiprocess_mode="livesum", registry=REGISTRY)
 MODEL_LOAD_SECONDS = Histogram(
     "convzoo_model_load_seconds", "Time to load and warm up a model", ["model"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
@@ -48,10 +53,10 @@ SELECTIONS = Counter(
     ["family", "variant"], registry=REGISTRY)
 GPU_MEMORY_USED = Gauge(
     "convzoo_gpu_memory_used_bytes", "GPU memory in use (only where a GPU exists)", ["device"],
-    registry=REGISTRY)
+    multiprocess_mode="livesum", registry=REGISTRY)
 GPU_UTILISATION = Gauge(
     "convzoo_gpu_utilization_ratio", "GPU utilisation 0..1 (only where a GPU exists)",
-    ["device"], registry=REGISTRY)
+    ["device"], multiprocess_mode="livesum", registry=REGISTRY)
 
 
 def refresh_gpu_gauges() -> None:
@@ -64,10 +69,8 @@ def refresh_gpu_gauges() -> None:
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             GPU_MEMORY_USED.labels(str(index)).set(total - free)
-            try:
+            with contextlib.suppress(Exception):  # needs pynvml; memory is still reported
                 GPU_UTILISATION.labels(str(index)).set(torch.cuda.utilization(index) / 100.0)
-            except Exception:  # needs pynvml; memory is still reported
-                pass
     except Exception:  # a broken driver must not break /metrics
         return
 

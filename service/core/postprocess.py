@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 
-@lru_cache(maxsize=None)
+@cache
 def label_names(label_set: str) -> tuple[str, ...]:
     if label_set == "digits":
         return tuple(str(d) for d in range(10))

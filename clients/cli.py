@@ -1,0 +1,95 @@
+"""`python -m clients`: classify images and list models from the command line.
+
+    python -m clients classify cat.jpg [dog.png ...] --model resnet50 --top-k 5 [--grpc]
+    python -m clients models [--grpc] [--json]
+
+`--url` is the server (default http://localhost:3000, or localhost:3001 with --grpc);
+`--json` prints machine-readable output. Exit status: 0 on success, 1 when the server (or
+the connection) reports an error, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from clients.client import ConvZooClient
+from clients.errors import ConvZooError
+from clients.results import ClassifyResult, ModelInfo
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="server URL (REST) or host:port (gRPC)")
+    common.add_argument("--grpc", action="store_true",
+                        help="use gRPC (Open Inference Protocol) instead of REST")
+    common.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    common.add_argument("--tls", action="store_true", help="use TLS")
+    common.add_argument("--api-key", help="sent as 'authorization: Bearer <key>'")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    root = argparse.ArgumentParser(prog="python -m clients",
+                                   description="ConvZoo image classification client")
+    commands = root.add_subparsers(dest="command", required=True)
+    classify = commands.add_parser("classify", parents=[common],
+                                   help="classify one or more image files")
+    classify.add_argument("images", nargs="+", help="image files")
+    classify.add_argument("--model", help="model name (default: the server's default)")
+    classify.add_argument("--top-k", type=int, default=5, help="how many classes to show")
+    commands.add_parser("models", parents=[common], help="list the server's models")
+    return root
+
+
+def _classification_table(path: str, result: ClassifyResult, out: TextIO) -> None:
+    print(f"{path}: {result.model} ({result.weights})", file=out)
+    if result.warning:
+        print(f"  warning: {result.warning}", file=out)
+    width = max([len("label")] + [len(p.label) for p in result.predictions])
+    print(f"  {'rank':>4}  {'index':>5}  {'label':<{width}}  {'score':>7}", file=out)
+    for rank, p in enumerate(result.predictions, 1):
+        print(f"  {rank:>4}  {p.index:>5}  {p.label:<{width}}  {p.score:>7.4f}", file=out)
+
+
+def _models_table(models: list[ModelInfo], out: TextIO) -> None:
+    width = max([len("model")] + [len(m.name) for m in models])
+    print(f"{'model':<{width}}  {'family':<16}  {'weights':<11}  {'ready':<5}  input", file=out)
+    for m in models:
+        print(f"{m.name:<{width}}  {m.family:<16}  {m.weights:<11}  "
+              f"{'yes' if m.ready else 'no':<5}  {m.input_size}", file=out)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
+         err: TextIO = sys.stderr) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with ConvZooClient(args.url, transport="grpc" if args.grpc else "rest",
+                           timeout=args.timeout, tls=args.tls, api_key=args.api_key) as client:
+            if args.command == "models":
+                models = client.models()
+                if args.json:
+                    json.dump([dataclasses.asdict(m) for m in models], out, indent=2)
+                    print(file=out)
+                else:
+                    _models_table(models, out)
+                return 0
+            images = list(args.images)
+            results = (client.classify_batch(images, args.model, args.top_k) if len(images) > 1
+                       else [client.classify(images[0], args.model, args.top_k)])
+    except ConvZooError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    except OSError as error:
+        print(f"error: {error}", file=err)
+        return 2
+    if args.json:
+        payload: Any = [{"image": path, **dataclasses.asdict(result)}
+                        for path, result in zip(images, results, strict=True)]
+        json.dump(payload if len(payload) > 1 else payload[0], out, indent=2)
+        print(file=out)
+    else:
+        for path, result in zip(images, results, strict=True):
+            _classification_table(path, result, out)
+    return 0

@@ -1,0 +1,225 @@
+"""`ConvZooClient` (sync) and `AsyncConvZooClient`: the typed entry points of the SDK.
+
+Both speak REST (`transport="rest"`, httpx) or gRPC (`transport="grpc"`, the Open Inference
+Protocol) with the same methods and results. Options common to both: a default `timeout`
+(seconds, per call, overridable per call; it bounds retries too), a `retry` policy
+(exponential backoff on unavailable/overloaded), TLS (`tls=True`; `root_certificates=` for
+gRPC, `verify=` for REST) and an API key sent as `authorization: Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from clients.images import ImageInput, to_image_bytes
+from clients.protocol import GrpcProtocol, Operation, RestProtocol, T
+from clients.results import ClassifyResult, ModelInfo
+from clients.transport import (
+    AsyncGrpcTransport,
+    AsyncRestTransport,
+    GrpcTransport,
+    RestTransport,
+    RetryPolicy,
+    run_async,
+    run_sync,
+)
+
+Transport = Literal["rest", "grpc"]
+DEFAULT_REST_URL = "http://localhost:3000"
+DEFAULT_GRPC_TARGET = "localhost:3001"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_UNSET: Any = object()
+
+
+def rest_url(url: str | None, tls: bool) -> str:
+    url = (url or DEFAULT_REST_URL).rstrip("/")
+    if "://" not in url:
+        return f"{'https' if tls else 'http'}://{url}"
+    if tls and url.startswith("http://"):
+        raise ValueError(f"tls=True but the URL {url} is plain http; use https://")
+    return url
+
+
+def grpc_target(url: str | None, tls: bool) -> tuple[str, bool]:
+    """host:port, and whether to use TLS (a grpcs:// or https:// URL asks for it)."""
+    url = url or DEFAULT_GRPC_TARGET
+    scheme, _, rest = url.rpartition("://")
+    if scheme in ("grpcs", "https"):
+        tls = True
+    elif scheme not in ("", "grpc", "http"):
+        raise ValueError(f"unsupported scheme {scheme!r} in gRPC target {url}")
+    return rest.rstrip("/"), tls
+
+
+def _certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
+    if root_certificates is None or isinstance(root_certificates, bytes):
+        return root_certificates
+    return Path(root_certificates).read_bytes()
+
+
+class _Options:
+    """The constructor arguments both clients share, checked once."""
+
+    def __init__(self, url: str | None, transport: Transport, timeout: float | None,
+                 retry: RetryPolicy | None, tls: bool,
+                 root_certificates: bytes | str | Path | None, verify: Any,
+                 api_key: str | None, max_message_bytes: int) -> None:
+        if transport not in ("rest", "grpc"):
+            raise ValueError(f"transport must be 'rest' or 'grpc', got {transport!r}")
+        self.transport = transport
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.protocol = RestProtocol() if transport == "rest" else GrpcProtocol()
+        self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.metadata = tuple(self.headers.items())
+        if transport == "rest":
+            self.url = rest_url(url, tls)
+            self.verify = verify
+        else:
+            self.url, self.tls = grpc_target(url, tls)
+            self.root_certificates = _certificates(root_certificates)
+            self.max_message_bytes = max_message_bytes
+
+    def timeout_for(self, timeout: float | None) -> float | None:
+        return self.timeout if timeout is _UNSET else timeout
+
+
+class ConvZooClient:
+    """Blocking client. Use as a context manager, or call `close()`."""
+
+    def __init__(self, url: str | None = None, *, transport: Transport = "rest",
+                 timeout: float | None = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
+                 tls: bool = False, root_certificates: bytes | str | Path | None = None,
+                 verify: Any = True, api_key: str | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.options = _Options(url, transport, timeout, retry, tls, root_certificates, verify,
+                                api_key, max_message_bytes)
+        o = self.options
+        self._transport = (
+            RestTransport(o.url, o.headers, o.verify) if transport == "rest"
+            else GrpcTransport(o.url, o.metadata, o.tls, o.root_certificates,
+                               o.max_message_bytes))
+
+    def _run(self, operation: Operation[T], timeout: float | None) -> T:
+        return run_sync(operation, self._transport.send, self.options.retry, timeout)
+
+    def classify(self, image: ImageInput, model: str | None = None, top_k: int = 5, *,
+                 timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self.options.protocol.classify(
+            to_image_bytes(image), model, top_k, timeout), timeout)
+
+    def classify_batch(self, images: Sequence[ImageInput], model: str | None = None,
+                       top_k: int = 5, *, timeout: float | None = _UNSET
+                       ) -> list[ClassifyResult]:
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self.options.protocol.classify_batch(
+            [to_image_bytes(i) for i in images], model, top_k, timeout), timeout)
+
+    def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,
+                 ensemble: str | None = None, weights: Sequence[float] | None = None,
+                 method: str = "mean", top_k: int = 5, crops: int | None = None, *,
+                 timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self.options.protocol.ensemble(
+            to_image_bytes(image), models, ensemble, weights, method, top_k, crops, timeout),
+            timeout)
+
+    def multicrop(self, image: ImageInput, model: str | None = None, crops: int = 10,
+                  top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self.options.protocol.multicrop(
+            to_image_bytes(image), model, crops, top_k, timeout), timeout)
+
+    def select(self, image: ImageInput, family: str, latency_budget_ms: float | None = None,
+               min_top1: float | None = None, top_k: int = 5, *,
+               timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self.options.protocol.select(
+            to_image_bytes(image), family, latency_budget_ms, min_top1, top_k, timeout),
+            timeout)
+
+    def models(self, *, timeout: float | None = _UNSET) -> list[ModelInfo]:
+        return self._run(self.options.protocol.models(), self.options.timeout_for(timeout))
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> ConvZooClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncConvZooClient:
+    """asyncio client, the same methods as `ConvZooClient` as coroutines. Use as an async
+    context manager, or await `close()`."""
+
+    def __init__(self, url: str | None = None, *, transport: Transport = "rest",
+                 timeout: float | None = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
+                 tls: bool = False, root_certificates: bytes | str | Path | None = None,
+                 verify: Any = True, api_key: str | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.options = _Options(url, transport, timeout, retry, tls, root_certificates, verify,
+                                api_key, max_message_bytes)
+        o = self.options
+        self._transport = (
+            AsyncRestTransport(o.url, o.headers, o.verify) if transport == "rest"
+            else AsyncGrpcTransport(o.url, o.metadata, o.tls, o.root_certificates,
+                                    o.max_message_bytes))
+
+    async def _run(self, operation: Operation[T], timeout: float | None) -> T:
+        return await run_async(operation, self._transport.send, self.options.retry, timeout)
+
+    async def classify(self, image: ImageInput, model: str | None = None, top_k: int = 5, *,
+                       timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self.options.protocol.classify(
+            to_image_bytes(image), model, top_k, timeout), timeout)
+
+    async def classify_batch(self, images: Sequence[ImageInput], model: str | None = None,
+                             top_k: int = 5, *, timeout: float | None = _UNSET
+                             ) -> list[ClassifyResult]:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self.options.protocol.classify_batch(
+            [to_image_bytes(i) for i in images], model, top_k, timeout), timeout)
+
+    async def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,
+                       ensemble: str | None = None, weights: Sequence[float] | None = None,
+                       method: str = "mean", top_k: int = 5, crops: int | None = None, *,
+                       timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self.options.protocol.ensemble(
+            to_image_bytes(image), models, ensemble, weights, method, top_k, crops, timeout),
+            timeout)
+
+    async def multicrop(self, image: ImageInput, model: str | None = None, crops: int = 10,
+                        top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self.options.protocol.multicrop(
+            to_image_bytes(image), model, crops, top_k, timeout), timeout)
+
+    async def select(self, image: ImageInput, family: str,
+                     latency_budget_ms: float | None = None, min_top1: float | None = None,
+                     top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self.options.protocol.select(
+            to_image_bytes(image), family, latency_budget_ms, min_top1, top_k, timeout),
+            timeout)
+
+    async def models(self, *, timeout: float | None = _UNSET) -> list[ModelInfo]:
+        return await self._run(self.options.protocol.models(),
+                               self.options.timeout_for(timeout))
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncConvZooClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

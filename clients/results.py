@@ -1,0 +1,67 @@
+"""What the SDK returns: small frozen dataclasses, the same whichever transport answered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keys of a REST result that have fields of their own; the rest go to `details`.
+_RESULT_KEYS = ("model", "weights", "predictions", "timing_ms", "warning")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    """One image's result. `model` is the model that ran it (the chosen variant for
+    `select`, the ensemble's name for `ensemble`); `weights` is "pretrained" or
+    "random-init" (then `warning` says the predictions are meaningless); `details` holds
+    what a particular endpoint adds (crops, ensemble members, the selection, ...)."""
+
+    model: str
+    weights: str
+    predictions: list[Prediction]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    warning: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top(self) -> Prediction:
+        return self.predictions[0]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ClassifyResult:
+        model = body.get("model") or body.get("ensemble") or "ensemble"
+        return cls(
+            model=model, weights=body.get("weights", "unknown"),
+            predictions=[Prediction(int(p["index"]), str(p["label"]), float(p["score"]))
+                         for p in body.get("predictions", [])],
+            timing_ms=dict(body.get("timing_ms") or {}), warning=body.get("warning"),
+            details={k: v for k, v in body.items() if k not in _RESULT_KEYS})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the server knows; `weights` is "pretrained", "random-init" or "missing"."""
+
+    name: str
+    family: str
+    weights: str
+    ready: bool
+    input_size: int
+    num_classes: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ModelInfo:
+        return cls(name=body["name"], family=body.get("family", ""),
+                   weights=body.get("weights", "unknown"), ready=bool(body.get("ready")),
+                   input_size=int((body.get("input") or {}).get("size", 0)),
+                   num_classes=int(body.get("num_classes", 0)),
+                   details={k: v for k, v in body.items()
+                            if k not in ("name", "family", "weights", "ready", "num_classes")})

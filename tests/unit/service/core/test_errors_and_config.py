@@ -1,0 +1,43 @@
+"""Error tables and configuration loading."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.core import errors
+from service.core.config import load_config
+
+
+@pytest.mark.parametrize("error, http, grpc", [
+    (errors.InvalidArgument("x"), 400, "INVALID_ARGUMENT"),
+    (errors.InvalidImage("x"), 400, "INVALID_ARGUMENT"),
+    (errors.ImageTooLarge("x"), 413, "INVALID_ARGUMENT"),
+    (errors.ModelNotFound("x"), 404, "NOT_FOUND"),
+    (errors.Overloaded("x"), 503, "RESOURCE_EXHAUSTED"),
+    (errors.NotReady("x"), 503, "UNAVAILABLE"),
+    (errors.NoVariantFits("x"), 422, "FAILED_PRECONDITION"),
+    (errors.DeadlineExceeded("x"), 504, "DEADLINE_EXCEEDED"),
+])
+def test_every_error_maps_to_one_status_per_protocol(error, http, grpc):
+    assert errors.http_status(error) == http
+    assert errors.grpc_status_name(error) == grpc
+    body = error.to_dict()
+    assert body["error"]["code"] == error.code and body["error"]["message"] == "x"
+
+
+def test_config_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("default_model: lenet5\nbatching: {max_batch_size: 4}\n"
+                    "per_model_batching: {lenet5: {max_delay_ms: 1}}\n")
+    config = load_config(path)
+    assert config.default_model == "lenet5"
+    assert config.batching.max_batch_size == 4
+    assert config.batching_for("lenet5").max_batch_size == 4  # inherits the global value
+    assert config.batching_for("lenet5").max_delay_ms == 1
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("max_batch: 3\n")
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        load_config(path)

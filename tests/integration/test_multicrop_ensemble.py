@@ -101,7 +101,9 @@ def test_ensemble_combines_the_members_own_outputs(http, cat_jpeg, fields, weigh
         product = members[0] ** weights[0] * members[1] ** weights[1]
         expected = product / product.sum()
     got = scores(body["predictions"])
-    assert list(got) == list(np.argsort(-expected, kind="stable")[:5])
+    # The best five of the manual combination (up to float noise: on chelsea the 5th and 6th
+    # classes are 2e-5 apart), with the manual scores.
+    assert min(expected[list(got)]) >= np.sort(expected)[-5] - 1e-5
     np.testing.assert_allclose(list(got.values()), expected[list(got)], atol=1e-5)
     assert CAT_CLASSES & set(got)
     for member, probabilities in zip(body["members"], members, strict=True):

@@ -14,8 +14,8 @@ import pytest
 
 from clients._proto import grpc_predict_v2_pb2 as pb
 from service.core.errors import (
-    DeadlineExceeded,
     GRPC_STATUS,
+    DeadlineExceeded,
     InvalidImage,
     ModelNotFound,
     NotReady,

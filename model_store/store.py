@@ -131,7 +131,7 @@ def save(
         with bentoml.models.create(
             spec.name,
             labels={"family": spec.family, "weights": status},
-            metadata=record,
+            metadata=_without_none(json.loads(json.dumps(record))),
             module="convzoo",
         ) as stored:
             target = Path(stored.path)
@@ -139,6 +139,15 @@ def save(
                 shutil.copyfile(produced, target / produced.name)
             (target / "convzoo.json").write_text(json.dumps(record, indent=2))
         return str(stored.tag)
+
+
+def _without_none(value: Any) -> Any:
+    """BentoML metadata takes basic types only (no None); the full record is convzoo.json."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 class StoredModel:

@@ -19,7 +19,9 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch_size: int = 16
-    max_delay_ms: float = 5.0
+    # No added wait by default (as Triton): batches form from requests that queue while the
+    # previous batch runs. A few ms more trades single-request latency for fuller batches.
+    max_delay_ms: float = 0.0
     max_queue: int = 256  # images waiting per model before requests are shed
     instances: int = 1
 

@@ -43,6 +43,7 @@ from service.core.postprocess import softmax, top_k
 
 log = logging.getLogger("convzoo.core")
 
+STORE_STATUS_TTL_S = 5.0
 RANDOM_INIT_WARNING = (
     "{name} has random-init weights (no real weights were imported): its predictions are "
     "meaningless; use it for latency profiling only"
@@ -78,6 +79,7 @@ class InferenceCore:
         self._prep_executor = ThreadPoolExecutor(
             max(2, os.cpu_count() or 2), thread_name_prefix="preprocess")
         self.started = False
+        self._stored_cache: tuple[float, dict[str, str]] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class InferenceCore:
                 f"model {spec.name} is in the registry but has no weights in the model store; "
                 f"import them with `python -m model_store pull {spec.name}` (or `import "
                 f"{spec.name} --from-file PATH`)", model=spec.name,
-                served_models=sorted(store.stored_status()))
+                served_models=sorted(self.stored_statuses()))
         if stored.weights_status == store.RANDOM_INIT and not self.config.allow_random_init:
             raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
                                 "service is configured not to serve", model=spec.name)
@@ -323,12 +325,20 @@ class InferenceCore:
 
     # --- metadata ------------------------------------------------------------------------
 
+    def stored_statuses(self) -> dict[str, str]:
+        """Weight status of every stored variant, re-read from BentoML's store at most every
+        few seconds (listing the store parses every model's YAML: ~20 ms)."""
+        now = time.monotonic()
+        if self._stored_cache is None or now - self._stored_cache[0] > STORE_STATUS_TTL_S:
+            self._stored_cache = (now, store.stored_status())
+        return self._stored_cache[1]
+
     def model_info(self, name: str, stored_statuses: dict[str, str] | None = None
                    ) -> dict[str, Any]:
         spec = self.spec(name)
         engine = self.engines.get(name)
         if stored_statuses is None:
-            stored_statuses = store.stored_status()
+            stored_statuses = self.stored_statuses()
         published = spec.published
         return {
             "name": spec.name,
@@ -355,7 +365,7 @@ class InferenceCore:
         }
 
     def models(self) -> list[dict[str, Any]]:
-        statuses = store.stored_status()
+        statuses = self.stored_statuses()
         return [self.model_info(name, statuses) for name in registry.all_specs()]
 
     # --- multi-crop and ensembles --------------------------------------------------------

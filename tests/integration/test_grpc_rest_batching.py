@@ -1,15 +1,19 @@
 """gRPC and REST requests reach the same core in the same process, so they share one batcher
-per model: 8 + 8 concurrent requests on efficientnet_lite0 (the test server batches with a
-25 ms delay) run in fewer, larger batches, and /metrics counts both protocols.
+per model: 8 + 8 concurrent requests on efficientnet_lite0 (batched with a 25 ms delay) run
+in fewer, larger batches, and /metrics counts both protocols.
 
-/metrics aggregates BentoML's shared multiprocess directory, which every `bentoml serve`
-empties when it starts: run this without another ConvZoo server starting meanwhile."""
+This module runs its own server with a BENTOML_HOME of its own (the model store linked in):
+BentoML keeps multiprocess metrics in $BENTOML_HOME/prometheus_multiproc_dir and every
+`bentoml serve` empties that directory when it starts, so a server started by another test
+(or another checkout's run) would otherwise wipe the shared server's counters mid-test."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import io
+import os
+from pathlib import Path
 
 import grpc
 import httpx
@@ -19,11 +23,37 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from tests.integration.conftest import (
+    DEFAULT_TEST_CONFIG,
+    LiveServer,
+    start_server,
+    stop_server,
+)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "efficientnet_lite0"
 PER_PROTOCOL = 8
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory) -> LiveServer:
+    home = tmp_path_factory.mktemp("bentoml_home")
+    # tests/conftest.py points BENTOML_HOME at the checkout's store.
+    store = Path(os.environ["BENTOML_HOME"])
+    (home / "models").symlink_to(store / "models", target_is_directory=True)
+    config = {**DEFAULT_TEST_CONFIG, "startup_models": [MODEL]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENTOML_HOME", str(home))  # only the server process sees it
+        live = start_server(tmp_path_factory.mktemp("server"), config)
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def own_http(own_server) -> httpx.Client:
+    with httpx.Client(base_url=own_server.http_url, timeout=60) as client:
+        yield client
 
 
 def scrape(http: httpx.Client) -> dict[tuple[str, tuple], float]:
@@ -70,10 +100,10 @@ async def grpc_and_rest_at_once(server, image: bytes) -> tuple[list[int], list[i
             [r.json()["timing_ms"]["batch_size"] for r in rest_replies])
 
 
-async def test_grpc_and_rest_requests_share_batches(server, http, small_cat_jpeg):
-    before = scrape(http)
-    grpc_batches, rest_batches = await grpc_and_rest_at_once(server, small_cat_jpeg)
-    after = scrape(http)
+async def test_grpc_and_rest_requests_share_batches(own_server, own_http, small_cat_jpeg):
+    before = scrape(own_http)
+    grpc_batches, rest_batches = await grpc_and_rest_at_once(own_server, small_cat_jpeg)
+    after = scrape(own_http)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -91,3 +121,14 @@ async def test_grpc_and_rest_requests_share_batches(server, http, small_cat_jpeg
     assert images / batches > 1
     # Each reply says how big its batch was; requests of both protocols rode in shared ones.
     assert max(grpc_batches) > 1 and max(rest_batches) > 1
+
+
+def test_oip_rest_requests_are_counted_under_their_own_endpoint(own_http, small_cat_jpeg):
+    body = {"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1],
+                        "data": [base64.b64encode(small_cat_jpeg).decode()]}]}
+    before = scrape(own_http)
+    assert own_http.post(f"/v2/models/{MODEL}/infer", json=body).status_code == 200
+    after = scrape(own_http)
+    labels = {"model": MODEL, "endpoint": "oip_rest_infer", "outcome": "ok"}
+    assert (value(after, "convzoo_requests_total", **labels)
+            - value(before, "convzoo_requests_total", **labels)) == 1

@@ -1,5 +1,5 @@
 """The OIP REST routes with plain JSON: base64 IMAGE elements, the error object, readiness as
-status codes, the repository index, and the metrics label of OIP REST requests."""
+status codes and the repository index (their metrics label: test_grpc_rest_batching.py)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,3 @@ def test_repository_index(http):
     assert {"efficientnet_lite0", "lenet5"} <= {m["name"] for m in ready}
     assert all(m["state"] == "READY" for m in ready)
 
-
-def test_oip_rest_requests_are_counted(http, cat_jpeg):
-    http.post("/v2/models/efficientnet_lite0/infer", json=infer_body(cat_jpeg))
-    metrics = http.get("/metrics").text
-    assert 'endpoint="oip_rest_infer"' in metrics

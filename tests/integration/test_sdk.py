@@ -91,7 +91,7 @@ def test_models(client):
     assert any(not m.ready for m in models.values())
 
 
-def test_server_errors_are_typed(client, server, transport):
+def test_server_errors_are_typed(client, transport):
     with pytest.raises(ModelNotFoundError) as info:
         client.classify(b"\x89PNG", model="no_such_model")
     assert "no_such_model" in info.value.message

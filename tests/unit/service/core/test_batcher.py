@@ -113,3 +113,14 @@ async def test_model_failure_reaches_every_caller_and_the_batcher_keeps_serving(
     model.fail = False
     assert (await batcher.submit(rows(7))).logits[0, 0] == 7
     await batcher.close()
+
+
+async def test_two_instances_run_batches_concurrently():
+    model = RecordingModel(delay_s=0.3)
+    batcher = Batcher("m", model, max_batch_size=1, max_delay_ms=0, instances=2)
+    started = time.perf_counter()
+    await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
+    # one instance would need 0.6 s; two run side by side (sleep releases the GIL)
+    assert time.perf_counter() - started < 0.55
+    assert model.batches == [1, 1]
+    await batcher.close()

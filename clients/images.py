@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Any]
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, "Image.Image",
+                   "np.ndarray"]
 
 
 def _png(image: Any) -> bytes:
@@ -30,6 +35,7 @@ def to_image_bytes(image: ImageInput) -> bytes:
     if isinstance(image, (str, os.PathLike)):
         with open(image, "rb") as file:
             return file.read()
+    # Recognised by module, so that the SDK imports neither PIL nor numpy unless given one.
     if type(image).__module__.startswith("PIL."):
         return _png(image)
     if type(image).__module__ == "numpy" and hasattr(image, "dtype"):

@@ -203,7 +203,8 @@ def model_metadata(core: InferenceCore, name: str, version: str | None = None
     _check_version(name, version)
     engine = core.engines.get(name)
     size, channels = spec.input.size, spec.input.channels
-    weights = engine.weights_status if engine else store.stored_status().get(name, store.MISSING)
+    weights = (engine.weights_status if engine
+               else core.stored_statuses().get(name, store.MISSING))
     return {
         "name": name,
         "versions": [MODEL_VERSION],

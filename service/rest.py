@@ -8,6 +8,7 @@ plain routes give GET endpoints, path parameters and full control of error bodie
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -18,7 +19,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.core.errors import (
@@ -29,6 +30,7 @@ from service.core.errors import (
     http_status,
 )
 from service.core.inference import InferenceCore
+from service.frontier_plot import check_format, render_frontier
 
 log = logging.getLogger("convzoo.rest")
 
@@ -207,6 +209,29 @@ async def ensemble(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]
         deadline=_deadline(parsed))
 
 
+async def select(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
+    return await core.select(
+        _one_image(parsed, "/select"), parsed.get("family"),
+        latency_budget_ms=parsed.get("latency_budget_ms"), min_top1=parsed.get("min_top1"),
+        k=parsed.get("top_k", 5), allow_untrained=parsed.get("allow_untrained", False),
+        deadline=_deadline(parsed))
+
+
+async def family_frontier(request: Request) -> Response:
+    """GET /frontier?family=NAME[&format=json|png|svg][&allow_untrained=true]."""
+    core: InferenceCore = request.app.state.core
+    params = request.query_params
+    try:
+        fmt = check_format(params.get("format", "json"))
+        data = await core.frontier(params.get("family"), params.get("allow_untrained"))
+        if fmt == "json":
+            return JSONResponse(data)
+        content, media_type = await asyncio.to_thread(render_frontier, data, fmt)
+        return Response(content, media_type=media_type)
+    except ServiceError as error:
+        return error_response(error)
+
+
 async def list_models(request: Request) -> JSONResponse:
     core: InferenceCore = request.app.state.core
     return JSONResponse({"default_model": core.config.default_model, "models": core.models()})
@@ -226,6 +251,8 @@ def create_app(extra_routes: list[Route] | None = None) -> Starlette:
         Route("/classify_batch", endpoint("classify_batch", classify_batch), methods=["POST"]),
         Route("/multicrop", endpoint("multicrop", multicrop), methods=["POST"]),
         Route("/ensemble", endpoint("ensemble", ensemble), methods=["POST"]),
+        Route("/select", endpoint("select", select), methods=["POST"]),
+        Route("/frontier", family_frontier, methods=["GET"]),
         Route("/models", list_models, methods=["GET", "POST"]),
         Route("/models/{name}", get_model, methods=["GET"]),
         *(extra_routes or []),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import statistics
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from model_store import registry, store
 from model_store.registry import UnknownModel
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
+from model_store.weights import sha256_of
 from service.core import metrics
 from service.core.backends import Backend, create_backend
 from service.core.batcher import Batcher, BatchResult
@@ -40,8 +42,20 @@ from service.core.errors import (
     ServiceError,
 )
 from service.core.postprocess import softmax, top_k
+from service.core.selection import (
+    Variant,
+    VariantSelector,
+    check_flag,
+    check_selection_arguments,
+    expected_queue_wait_ms,
+)
 
 log = logging.getLogger("convzoo.core")
+
+# Selection: profile repetitions per batch size (median), and how long the store's weight
+# statuses (a directory scan) are trusted.
+PROFILE_REPEATS = 3
+STORE_STATUS_TTL_S = 10.0
 
 STORE_STATUS_TTL_S = 5.0
 RANDOM_INIT_WARNING = (
@@ -93,7 +107,9 @@ class InferenceCore:
 
     @property
     def ready(self) -> bool:
-        return self.started and self.config.default_model in self.engines
+        """Every start-up model loaded. A model that failed keeps /readyz false (so an
+        orchestrator routes elsewhere) while the loaded ones go on answering requests."""
+        return self.started and all(m in self.engines for m in self.config.startup_models)
 
     async def close(self) -> None:
         for engine in list(self.engines.values()):
@@ -171,6 +187,7 @@ class InferenceCore:
         if stored.weights_status == store.RANDOM_INIT and not self.config.allow_random_init:
             raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
                                 "service is configured not to serve", model=spec.name)
+        self._check_files(stored)
         backend = create_backend(self.config.backend, stored, self.config.device,
                                  self.config.threads)
         # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
@@ -179,6 +196,22 @@ class InferenceCore:
             backend.run(np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
                                  np.float32))
         return stored, backend
+
+    def _check_files(self, stored: store.StoredModel) -> None:
+        """Refuse a stored model whose files no longer match the digests recorded at import
+        (a corrupt disk, a truncated copy, a hand-edited file)."""
+        needed = ["model.onnx"] + (["weights.safetensors"] if self.config.backend == "pytorch"
+                                   else [])
+        for file_name in needed:
+            expected = stored.record.get("files", {}).get(file_name)
+            path = stored.path / file_name
+            actual = sha256_of(path) if path.exists() else "missing"
+            if actual != expected:
+                raise NotReady(
+                    f"model {stored.record['name']}: stored {file_name} is corrupt (sha256 "
+                    f"{actual[:16]}, recorded {str(expected)[:16]}); re-import it with "
+                    f"`python -m model_store pull {stored.record['name']}`",
+                    model=stored.record["name"])
 
     async def _evict_for(self, needed_mb: float) -> None:
         def used() -> float:
@@ -453,3 +486,121 @@ class InferenceCore:
             response["warning"] = (f"members {', '.join(random_init)} have random-init "
                                    "weights: the combined predictions are meaningless")
         return response
+
+    # --- accuracy/latency selection within a family (issue 6) ----------------------------
+
+    @property
+    def selector(self) -> VariantSelector:
+        """Latency state and remembered choices of the selector, created on first use."""
+        if getattr(self, "_selector", None) is None:
+            self._selector = VariantSelector()
+            self._profiling: dict[str, asyncio.Task] = {}
+            self._store_statuses: tuple[float, dict[str, str]] = (float("-inf"), {})
+        return self._selector
+
+    def _family_specs(self, family: Any) -> list[ModelSpec]:
+        specs = registry.family(family) if isinstance(family, str) else []
+        if not specs:
+            families = sorted({s.family for s in registry.all_specs().values()})
+            raise InvalidArgument(f"unknown family {family!r}; families: {', '.join(families)}",
+                                  valid_families=families)
+        return specs
+
+    async def _stored_weights(self) -> dict[str, str]:
+        """The store's weight statuses, read at most every STORE_STATUS_TTL_S (a directory scan)."""
+        read_at, statuses = self._store_statuses
+        if time.monotonic() - read_at > STORE_STATUS_TTL_S:
+            statuses = await asyncio.get_running_loop().run_in_executor(
+                self._prep_executor, store.stored_status)
+            self._store_statuses = (time.monotonic(), statuses)
+        return statuses
+
+    async def _profile(self, engine: Engine) -> None:
+        """Median backend time on zero batches of size 1 and the max batch, once per variant."""
+        name = engine.spec.name
+        if name not in self._profiling:
+            self._profiling[name] = asyncio.ensure_future(self._run_profile(engine))
+        try:
+            await asyncio.shield(self._profiling[name])
+        except Exception:
+            self._profiling.pop(name, None)  # let a later request try again
+            raise
+
+    async def _run_profile(self, engine: Engine) -> None:
+        def run() -> dict[int, float]:
+            spec, medians = engine.spec, {}
+            for size in (1, engine.batcher.max_batch_size):
+                zeros = np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
+                                 np.float32)
+                runs = []
+                for _ in range(PROFILE_REPEATS):
+                    t0 = time.perf_counter()
+                    engine.backend.run(zeros)
+                    runs.append((time.perf_counter() - t0) * 1000.0)
+                medians[size] = statistics.median(runs)
+            return medians
+
+        medians = await asyncio.get_running_loop().run_in_executor(self._load_executor, run)
+        for size, median_ms in medians.items():
+            self.selector.service_time(engine.spec.name).record_profile(size, median_ms)
+
+    def _queue_wait_ms(self, engine: Engine) -> float:
+        batcher = engine.batcher
+        recent = list(batcher.recent_batch_ms)[-8:]
+        batch_ms = (statistics.fmean(recent) if recent else
+                    self.selector.service_time(engine.spec.name).estimate_ms() or 0.0)
+        return expected_queue_wait_ms(batcher.queued_images, batcher.in_flight,
+                                      batcher.max_batch_size, batch_ms, batcher.max_delay * 1e3)
+
+    async def selection_table(self, family: Any, allow_untrained: bool = False,
+                              measure_untrained: bool = False) -> list[Variant]:
+        """The family's rows now, loading and profiling on demand the variants that may serve."""
+        selector = self.selector
+        specs = self._family_specs(family)
+        stored = await self._stored_weights()
+        rows = []
+        for spec in specs:
+            engine = self.engines.get(spec.name)
+            weights = engine.weights_status if engine else stored.get(spec.name, store.MISSING)
+            wanted = weights == store.PRETRAINED or (
+                weights == store.RANDOM_INIT and (allow_untrained or measure_untrained))
+            note = ""
+            try:
+                if engine is None and wanted:
+                    engine = await self.engine(spec.name)
+                if engine is not None and not selector.service_time(spec.name).profiled_ms:
+                    await self._profile(engine)
+            except ServiceError as exc:  # one broken variant must not stop the others
+                note = exc.message
+            rows.append(selector.variant(
+                spec, weights, self._queue_wait_ms(engine) if engine else 0.0, note))
+        return rows
+
+    async def select(self, image: bytes, family: str, latency_budget_ms: Any = None,
+                     min_top1: Any = None, k: Any = 5, allow_untrained: Any = False,
+                     deadline: float | None = None) -> dict[str, Any]:
+        """Classify with the family's variant that best fits the budget and/or top-1 floor."""
+        k = self.check_top_k(k)
+        budget, floor, allow = check_selection_arguments(latency_budget_ms, min_top1,
+                                                         allow_untrained)
+        started = time.perf_counter()
+        rows = await self.selection_table(family, allow)
+        selection = self.selector.choose(family, rows, budget, floor, allow)
+        engine = await self.engine(selection.chosen.name)
+        timing: dict[str, float] = {"selection": _ms(time.perf_counter() - started)}
+        batch = await self.preprocess_images([image], engine.spec, timing)
+        probabilities = await self.infer(engine, batch, timing, deadline)
+        result = self._results(engine, probabilities, k, timing, started)[0]
+        self.selector.observe(family, engine.spec.name, timing["infer"],
+                              timing["decode"] + timing["preprocess"] + timing["postprocess"])
+        actual_ms = round(result["timing_ms"]["total"] - timing["selection"], 3)
+        return {**result, "selection": {**selection.to_dict(), "actual_latency_ms": actual_ms}}
+
+    async def frontier(self, family: Any, allow_untrained: Any = False) -> dict[str, Any]:
+        """The family's table, accuracy/latency frontier and choices in force, measured now.
+
+        Random-init variants in the store are measured too (greyed in plots), never chosen.
+        """
+        allow = check_flag(allow_untrained, "allow_untrained")
+        rows = await self.selection_table(family, allow, measure_untrained=True)
+        return self.selector.describe(family, rows, allow)

@@ -42,8 +42,11 @@ class LiveServer:
 
 
 def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
-                 check_store: bool = True) -> LiveServer:
-    """Start `bentoml serve` with `config`; BENTOML_HOME (the model store) is inherited."""
+                 check_store: bool = True, wait_ready: bool = True) -> LiveServer:
+    """Start `bentoml serve` with `config`; BENTOML_HOME (the model store) is inherited.
+
+    Returns once /readyz answers 200, or with `wait_ready=False` once the server answers
+    /livez (for servers that are meant never to be ready)."""
     from model_store import store
 
     missing = [m for m in config["startup_models"] if m not in store.stored_status()]
@@ -67,7 +70,8 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
         try:
-            if httpx.get(server.http_url + "/readyz", timeout=2).status_code == 200:
+            probe = "/readyz" if wait_ready else "/livez"
+            if httpx.get(server.http_url + probe, timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass

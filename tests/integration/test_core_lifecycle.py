@@ -4,8 +4,10 @@ served by a real server from a store of its own, marked as such in every respons
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,3 +66,45 @@ def test_random_init_model_says_so_in_every_response(random_init_server, digit_p
     assert all(r["weights"] == "random-init" and "warning" in r for r in batch["results"])
     listing = {m["name"]: m for m in httpx.get(url + "/models").json()["models"]}
     assert listing["lenet5"]["weights"] == "random-init"
+
+
+@pytest.fixture
+def corrupt_store(tmp_path):
+    """A store of its own holding a real lenet5 whose ONNX file was then damaged."""
+    home = tmp_path / "store"
+    env = {**os.environ, "BENTOML_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "model_store", "pull", "lenet5", "--random-init"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    onnx = next(home.glob("models/lenet5/*/model.onnx"))
+    onnx.write_bytes(onnx.read_bytes()[:-100] + b"\0" * 100)
+    return home
+
+
+def test_corrupt_stored_model_is_refused_and_reported_while_others_serve(
+        corrupt_store, tmp_path, cat_jpeg):
+    home = os.environ["BENTOML_HOME"]
+    # One server, two models: a healthy efficientnet_lite0 copied from the real store, and
+    # the damaged lenet5.
+    healthy = Path(home) / "models" / "efficientnet_lite0"
+    assert healthy.exists(), "efficientnet_lite0 is not in the store: run `make models`"
+    shutil.copytree(healthy, corrupt_store / "models" / "efficientnet_lite0")
+    os.environ["BENTOML_HOME"] = str(corrupt_store)
+    try:
+        server = start_server(tmp_path, {"default_model": "efficientnet_lite0",
+                                         "startup_models": ["efficientnet_lite0", "lenet5"]},
+                              check_store=False, wait_ready=False)
+    finally:
+        os.environ["BENTOML_HOME"] = home
+    try:
+        # the server comes up, but not ready: a configured model failed to load
+        assert httpx.get(server.http_url + "/readyz").status_code == 503
+        info = httpx.get(server.http_url + "/models/lenet5").json()
+        assert info["loaded"] is False and "corrupt" in info["load_error"]
+        refused = httpx.post(server.http_url + "/classify?model=lenet5", content=cat_jpeg,
+                             headers={"content-type": "image/jpeg"})
+        assert refused.status_code == 503 and "corrupt" in refused.json()["error"]["message"]
+        served = httpx.post(server.http_url + "/classify", content=cat_jpeg,
+                            headers={"content-type": "image/jpeg"})
+        assert served.status_code == 200
+    finally:
+        stop_server(server)

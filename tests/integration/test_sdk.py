@@ -4,10 +4,13 @@ against small local servers that fail the first calls."""
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
 from concurrent import futures
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +36,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CAT_CLASSES = set(range(281, 286))
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
+NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 @pytest.fixture(scope="module", params=["rest", "grpc"])
@@ -161,9 +165,10 @@ CLASSIFY_BODY = {"model": "lenet5", "weights": "pretrained", "timing_ms": {"tota
                  "predictions": [{"index": 7, "label": "7", "score": 0.9}]}
 
 
-@pytest.fixture
-def flaky_http():
-    """Answers 503 (not ready) to the first two requests, then a classification."""
+@contextmanager
+def local_http(failures: int, certificate: tuple[Path, Path] | None = None):
+    """Answers 503 (not ready) to the first `failures` requests, then a classification;
+    over TLS when given a (certificate, key). Yields its URL and what each request held."""
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -171,7 +176,7 @@ def flaky_http():
             length = int(self.headers["content-length"])
             seen.append({"path": self.path, "authorization": self.headers["authorization"],
                          "body": json.loads(self.rfile.read(length))})
-            failing = len(seen) <= 2
+            failing = len(seen) <= failures
             status, body = ((503, {"error": {"code": "not_ready", "message": "loading"}})
                             if failing else (200, CLASSIFY_BODY))
             payload = json.dumps(body).encode()
@@ -185,11 +190,25 @@ def flaky_http():
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    scheme = "http"
+    if certificate:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"{scheme}://localhost:{httpd.server_address[1]}", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def flaky_http():
+    with local_http(failures=2) as served:
+        yield served
 
 
 def test_rest_retries_503_with_the_api_key_then_succeeds(flaky_http):
@@ -229,15 +248,28 @@ class FlakyServicer(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-@pytest.fixture
-def flaky_grpc():
-    servicer = FlakyServicer(failures=2)
+@contextmanager
+def local_grpc(failures: int, certificate: tuple[Path, Path] | None = None):
+    servicer = FlakyServicer(failures)
     server = grpc.server(futures.ThreadPoolExecutor(2))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if certificate:
+        credentials = grpc.ssl_server_credentials(
+            [(certificate[1].read_bytes(), certificate[0].read_bytes())])
+        port = server.add_secure_port("localhost:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    yield f"127.0.0.1:{port}", servicer
-    server.stop(0)
+    try:
+        yield f"localhost:{port}", servicer
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture
+def flaky_grpc():
+    with local_grpc(failures=2) as served:
+        yield served
 
 
 def test_grpc_retries_unavailable_with_the_api_key_then_succeeds(flaky_grpc):
@@ -254,3 +286,45 @@ async def test_async_grpc_retries_too(flaky_grpc):
     async with AsyncConvZooClient(target, transport="grpc", retry=FAST_RETRY) as client:
         assert (await client.classify(b"\x89PNG")).top.index == 7
     assert len(servicer.metadata) == 3
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost, and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_rest_over_tls_verifies_the_server(certificate):
+    cert, _ = certificate
+    with local_http(failures=0, certificate=certificate) as (url, seen):
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with ConvZooClient(url, tls=True, verify=trusted) as client:
+            assert client.classify(b"\x89PNG").top.index == 7
+        # The system's CAs do not know this certificate.
+        with ConvZooClient(url, retry=NO_RETRY) as client, pytest.raises(
+                UnavailableError, match="(?i)certificate verify failed"):
+            client.classify(b"\x89PNG")
+    assert len(seen) == 1
+
+
+def test_grpc_over_tls_with_root_certificates(certificate):
+    cert, _ = certificate
+    with local_grpc(failures=0, certificate=certificate) as (target, servicer):
+        with ConvZooClient(target, transport="grpc", tls=True,
+                           root_certificates=cert) as client:
+            assert client.classify(b"\x89PNG").top.index == 7
+        with ConvZooClient(target, transport="grpc", retry=NO_RETRY, timeout=5) as client, \
+                pytest.raises(UnavailableError):
+            client.classify(b"\x89PNG")  # plaintext to a TLS port
+    assert len(servicer.metadata) == 1

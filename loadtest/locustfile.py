@@ -1,0 +1,268 @@
+"""Realistic traffic for ConvZoo: REST users on a weighted endpoint mix, gRPC users via the SDK.
+
+`RestUser` mostly classifies single images and now and then sends a batch, a multi-crop, an
+ensemble or a selection request; `GrpcUser` classifies through the SDK's gRPC (Open Inference
+Protocol) transport and reports each call to Locust itself. The images are real photos from
+scikit-image, resized to several sizes and encoded as JPEG, PNG and WebP once per process at
+start-up, so encoding costs the load generator nothing during the run. Every answer is checked
+(status 200 and predictions in the body): an endpoint that answers 404 is a failure, never
+skipped. `make loadtest` runs it headless and `loadtest/slo.py` judges the CSV it writes;
+loadtest/README.md has the distributed (master + workers) form.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+import gevent
+from locust import FastHttpUser, User, between, events, stats, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from clients import ConvZooClient, RetryPolicy
+
+# scikit-image's photos; camera is greyscale, so the server's grey-to-RGB path gets load too.
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
+# Longer side in pixels: a thumbnail, a web image, a photo, a phone upload.
+LONG_SIDES = (160, 320, 640, 1024)
+FORMATS = (("JPEG", "image/jpeg", {"quality": 90}), ("PNG", "image/png", {}),
+           ("WEBP", "image/webp", {"quality": 80}))
+DEFAULT_GRPC_PORT = 3001
+# Latency budgets a selection client asks for: tight to loose (ms).
+SELECT_BUDGETS_MS = (50.0, 100.0, 250.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    content_type: str
+    data: bytes
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the users send, built once per process by `on_init`."""
+
+    photos: tuple[Photo, ...]
+    models: tuple[str, ...]
+    ensemble: str
+    select_family: str
+    grpc_target: str
+
+    def photo(self) -> Photo:
+        return random.choice(self.photos)
+
+    def model(self) -> str | None:
+        # Half the requests leave the model to the server's default, as most clients do.
+        return random.choice(self.models) if self.models and random.random() < 0.5 else None
+
+
+def encode_photos() -> tuple[Photo, ...]:
+    """Every photo at every size in every format."""
+    from PIL import Image
+    from skimage import data
+
+    photos = []
+    for name in PHOTOS:
+        original = Image.fromarray(getattr(data, name)())
+        for long_side in LONG_SIDES:
+            scale = long_side / max(original.size)
+            size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+            image = original.resize(size, Image.Resampling.BICUBIC)
+            for fmt, content_type, options in FORMATS:
+                buffer = io.BytesIO()
+                image.save(buffer, fmt, **options)
+                photos.append(Photo(f"{name}_{size[0]}x{size[1]}.{fmt.lower()}", content_type,
+                                    buffer.getvalue()))
+    return tuple(photos)
+
+
+def grpc_target_for(host: str | None, explicit: str) -> str:
+    """The gRPC target: --grpc-target, else the REST host's name on port 3001."""
+    if explicit:
+        return explicit
+    hostname = urlparse(host or "").hostname
+    if not hostname:
+        raise ValueError("GrpcUser needs --host (http://HOST:PORT) or --grpc-target HOST:PORT")
+    return f"{hostname}:{DEFAULT_GRPC_PORT}"
+
+
+_traffic: Traffic | None = None
+
+
+def traffic() -> Traffic:
+    if _traffic is None:
+        raise RuntimeError("the traffic mix is built by Locust's init event; run this file "
+                           "with locust")
+    return _traffic
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--grpc-target", env_var="LOCUST_GRPC_TARGET", default="",
+                        help="HOST:PORT of ConvZoo's gRPC server (default: --host's name, port "
+                             f"{DEFAULT_GRPC_PORT})")
+    parser.add_argument("--grpc-users", type=int, env_var="LOCUST_GRPC_USERS", default=1,
+                        help="how many of the users are GrpcUser (0: share by weight)")
+    parser.add_argument("--models", env_var="LOCUST_MODELS",
+                        default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2",
+                        help="comma-separated models named in half the classify requests")
+    parser.add_argument("--ensemble", env_var="LOCUST_ENSEMBLE", default="lite-trio",
+                        help="named ensemble (service/config.yaml) for /ensemble")
+    parser.add_argument("--select-family", env_var="LOCUST_SELECT_FAMILY",
+                        default="efficientnet_lite", help="family for /select")
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    global _traffic
+    options = environment.parsed_options
+    # The master computes how users are shared among workers, so it needs the count too.
+    GrpcUser.fixed_count = max(0, options.grpc_users)
+    if isinstance(environment.runner, MasterRunner):
+        return  # the master sends no requests
+    # The SDK's gRPC calls block; switched to gevent they yield to the other users instead of
+    # stalling the whole process. It must happen before the first channel exists.
+    import grpc.experimental.gevent
+
+    grpc.experimental.gevent.init_gevent()
+    # Encoding takes seconds; in gevent's thread pool the event loop keeps running meanwhile
+    # (a blocked loop also keeps a stale clock, which would cut --run-time short).
+    photos = gevent.get_hub().threadpool.apply(encode_photos)
+    _traffic = Traffic(
+        photos=photos,
+        models=tuple(m.strip() for m in options.models.split(",") if m.strip()),
+        ensemble=options.ensemble, select_family=options.select_family,
+        grpc_target=options.grpc_target)
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Environment, **_: Any) -> None:
+    # Locust rewrites its --csv files once a second and not again at exit, so the last second
+    # of requests, failures included, would be missing from what slo.py judges: the figures
+    # are final now, so wait for one more pass of the writer.
+    if environment.parsed_options.csv_prefix and not isinstance(environment.runner,
+                                                                 WorkerRunner):
+        gevent.sleep(stats.CSV_STATS_INTERVAL_SEC + 0.25)
+
+
+def check_answer(response: Any, key: str = "predictions") -> None:
+    """Mark a caught response failed unless it is a 200 whose JSON has a non-empty `key`."""
+    if response.status_code != 200:
+        response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        response.failure("answer is not JSON")
+        return
+    if not body.get(key):
+        response.failure(f"answer has no {key!r}: {str(body)[:200]}")
+
+
+class RestUser(FastHttpUser):
+    """A REST client: mostly single-image classification, sometimes the heavier endpoints."""
+
+    wait_time = between(0.1, 0.5)
+
+    def post_json(self, path: str, body: dict[str, Any], key: str = "predictions") -> None:
+        with self.client.post(path, json=body, name=path, catch_response=True) as response:
+            check_answer(response, key)
+
+    @task(10)
+    def classify(self) -> None:
+        mix, photo = traffic(), traffic().photo()
+        options = {"top_k": 5, **({"model": m} if (m := mix.model()) else {})}
+        if random.random() < 0.5:  # raw image body, as `curl --data-binary` sends it
+            with self.client.post(f"/classify?{urlencode(options)}", data=photo.data,
+                                  headers={"content-type": photo.content_type},
+                                  name="/classify", catch_response=True) as response:
+                check_answer(response)
+        else:  # base64 in JSON, as the SDK sends it
+            self.post_json("/classify", {"image": photo.b64, **options})
+
+    @task(2)
+    def classify_batch(self) -> None:
+        mix = traffic()
+        body: dict[str, Any] = {"images": [mix.photo().b64 for _ in range(random.randint(2, 8))],
+                                "top_k": 5}
+        if model := mix.model():
+            body["model"] = model
+        self.post_json("/classify_batch", body, key="results")
+
+    @task(1)
+    def multicrop(self) -> None:
+        self.post_json("/multicrop", {"image": traffic().photo().b64,
+                                      "crops": random.choice((5, 10)), "top_k": 5})
+
+    @task(1)
+    def ensemble(self) -> None:
+        mix = traffic()
+        self.post_json("/ensemble", {"image": mix.photo().b64, "ensemble": mix.ensemble,
+                                     "top_k": 5})
+
+    @task(2)
+    def select(self) -> None:
+        mix = traffic()
+        self.post_json("/select", {"image": mix.photo().b64, "family": mix.select_family,
+                                   "latency_budget_ms": random.choice(SELECT_BUDGETS_MS),
+                                   "top_k": 5})
+
+
+class GrpcUser(User):
+    """A gRPC client through the SDK (`ConvZooClient(target, transport="grpc")`)."""
+
+    fixed_count = 1  # set from --grpc-users at init
+    wait_time = between(0.1, 0.5)
+
+    def on_start(self) -> None:
+        target = grpc_target_for(self.host, traffic().grpc_target)
+        # No retries: a retried overload would hide from the figures what a client felt.
+        self.client = ConvZooClient(target, transport="grpc", retry=RetryPolicy(max_attempts=1),
+                                    timeout=30)
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    def call(self, name: str, send: Callable[[], Any], check: Callable[[Any], str | None]
+             ) -> None:
+        """Time one SDK call and report it as a Locust request (failed on any exception or a
+        non-empty `check` message)."""
+        start = time.perf_counter()
+        error: Exception | None = None
+        try:
+            problem = check(send())
+            if problem:
+                error = AssertionError(problem)
+        except Exception as exc:  # every failure is a reported request, not a dead user
+            error = exc
+        self.environment.events.request.fire(
+            request_type="grpc", name=name, response_time=(time.perf_counter() - start) * 1000,
+            response_length=0, exception=error, context={})
+
+    @task(5)
+    def classify(self) -> None:
+        mix = traffic()
+        self.call("ModelInfer classify",
+                  lambda: self.client.classify(mix.photo().data, model=mix.model(), top_k=5),
+                  lambda result: None if result.predictions else "no predictions")
+
+    @task(1)
+    def classify_batch(self) -> None:
+        mix = traffic()
+        images = [mix.photo().data for _ in range(random.randint(2, 8))]
+        self.call("ModelInfer classify_batch",
+                  lambda: self.client.classify_batch(images, model=mix.model(), top_k=5),
+                  lambda results: None if len(results) == len(images) and all(
+                      r.predictions for r in results) else "missing results")

@@ -57,7 +57,17 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     config_path = workdir / "convzoo.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "server.log"
-    env = {**os.environ, "CONVZOO_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    # A BentoML home of its own, sharing the model store: `bentoml serve` empties
+    # $BENTOML_HOME/prometheus_multiproc_dir at start, which would wipe the metrics of any
+    # other server running on the same home.
+    home = workdir / "bentoml-home"
+    home.mkdir(exist_ok=True)
+    store_models = Path(os.environ["BENTOML_HOME"]) / "models"
+    store_models.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(store_models, target_is_directory=True)
+    env = {**os.environ, "CONVZOO_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
+           "BENTOML_HOME": str(home)}
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [str(BENTOML), "serve", "service.service:ConvZoo", "--host", "127.0.0.1",

@@ -2,18 +2,14 @@
 per model: 8 + 8 concurrent requests on efficientnet_lite0 (batched with a 25 ms delay) run
 in fewer, larger batches, and /metrics counts both protocols.
 
-This module runs its own server with a BENTOML_HOME of its own (the model store linked in):
-BentoML keeps multiprocess metrics in $BENTOML_HOME/prometheus_multiproc_dir and every
-`bentoml serve` empties that directory when it starts, so a server started by another test
-(or another checkout's run) would otherwise wipe the shared server's counters mid-test."""
+This module runs a server of its own (only efficientnet_lite0), so that no other test's
+requests mix into the counters it compares."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import io
-import os
-from pathlib import Path
 
 import grpc
 import httpx
@@ -38,14 +34,8 @@ PER_PROTOCOL = 8
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory) -> LiveServer:
-    home = tmp_path_factory.mktemp("bentoml_home")
-    # tests/conftest.py points BENTOML_HOME at the checkout's store.
-    store = Path(os.environ["BENTOML_HOME"])
-    (home / "models").symlink_to(store / "models", target_is_directory=True)
     config = {**DEFAULT_TEST_CONFIG, "startup_models": [MODEL]}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BENTOML_HOME", str(home))  # only the server process sees it
-        live = start_server(tmp_path_factory.mktemp("server"), config)
+    live = start_server(tmp_path_factory.mktemp("server"), config)
     yield live
     stop_server(live)
 

@@ -5,7 +5,8 @@ For each model it measures, on this machine:
   size, and the best of them; single-image latency (median);
 - served: a real server process (`bentoml serve`, the model's batcher at the best batch size)
   under concurrent REST load of real JPEG photos (decoding, preprocessing, HTTP included),
-  images/s, and single-request latency (median, sequential requests);
+  images/s, and single-request latency (median, sequential requests); then the same load over
+  gRPC (OIP ModelInfer with the JPEG as a raw BYTES input);
 - and the ratios served/raw. Random weights are fine for speed (resnet50 is imported
   random-init into a store of the benchmark's own, `.bentoml-bench`).
 """
@@ -108,6 +109,36 @@ async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> tupl
     return ok, failed
 
 
+async def _grpc_load(target: str, model: str, body: bytes, concurrency: int, seconds: float
+                     ) -> tuple[int, int]:
+    import grpc
+
+    from clients._proto import grpc_predict_v2_pb2 as pb
+    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from service.oip_codec import encode_bytes_elements
+
+    request = pb.ModelInferRequest(
+        model_name=model,
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES",
+                                                      shape=[1])],
+        raw_input_contents=[encode_bytes_elements([body])])
+    ok = failed = 0
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+        async def worker() -> None:
+            nonlocal ok, failed
+            while time.perf_counter() < deadline:
+                try:
+                    await stub.ModelInfer(request, timeout=60)
+                    ok += 1
+                except grpc.aio.AioRpcError:
+                    failed += 1
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, failed
+
+
 def served_figures(name: str, best_batch: int, concurrency: int, seconds: float) -> dict:
     import httpx
 
@@ -130,20 +161,41 @@ def served_figures(name: str, best_batch: int, concurrency: int, seconds: float)
             t0 = time.perf_counter()
             httpx.post(url, content=body, headers={"content-type": "image/jpeg"}, timeout=60)
             latencies.append((time.perf_counter() - t0) * 1000)
+        batches_before = _batch_totals(server.http_url)
         started = time.perf_counter()
         ok, failed = asyncio.run(_load(url, body, concurrency, seconds))
         elapsed = time.perf_counter() - started
-        metrics = httpx.get(server.http_url + "/metrics").text
-        batch_sum = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                        if line.startswith("convzoo_batch_size_sum"))
-        batch_count = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                          if line.startswith("convzoo_batch_size_count"))
+        batches_rest = _batch_totals(server.http_url)
+        started = time.perf_counter()
+        grpc_ok, grpc_failed = asyncio.run(
+            _grpc_load(server.grpc_target, name, body, concurrency, seconds))
+        grpc_elapsed = time.perf_counter() - started
+        batches_grpc = _batch_totals(server.http_url)
         return {"images_per_s": round(ok / elapsed, 1), "failed": failed,
                 "concurrency": concurrency,
                 "single_latency_ms": round(statistics.median(latencies), 2),
-                "mean_batch_size": round(batch_sum / max(batch_count, 1), 2)}
+                "mean_batch_size": _mean_batch(batches_before, batches_rest),
+                "grpc_images_per_s": round(grpc_ok / grpc_elapsed, 1),
+                "grpc_failed": grpc_failed,
+                "grpc_mean_batch_size": _mean_batch(batches_rest, batches_grpc)}
     finally:
         stop_server(server)
+
+
+def _batch_totals(http_url: str) -> tuple[float, float]:
+    """(images, batches) counted by the batch-size histogram so far."""
+    import httpx
+
+    lines = httpx.get(http_url + "/metrics").text.splitlines()
+
+    def total(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+    return total("convzoo_batch_size_sum"), total("convzoo_batch_size_count")
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
+    return round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,14 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         raw = raw_figures(name, [int(b) for b in args.batch_sizes.split(",")], args.seconds)
         served = served_figures(name, raw["best_batch"], args.concurrency, args.seconds * 2)
         report["models"][name] = {
-            "raw": raw, "served_rest": served,
+            "raw": raw, "served": served,
             "throughput_ratio": round(served["images_per_s"] / raw["best_images_per_s"], 3),
+            "grpc_throughput_ratio": round(
+                served["grpc_images_per_s"] / raw["best_images_per_s"], 3),
             "single_latency_overhead_ms": round(
                 served["single_latency_ms"] - raw["single_latency_ms"], 2)}
         row = report["models"][name]
         print(f"{name}: raw {raw['best_images_per_s']} img/s (batch {raw['best_batch']}), "
               f"served {served['images_per_s']} img/s (mean batch {served['mean_batch_size']},"
-              f" {served['failed']} failed) -> ratio {row['throughput_ratio']}; single latency"
+              f" {served['failed']} failed) -> ratio {row['throughput_ratio']}; gRPC "
+              f"{served['grpc_images_per_s']} img/s -> ratio {row['grpc_throughput_ratio']}; "
+              "single latency"
               f" raw {raw['single_latency_ms']} ms, served {served['single_latency_ms']} ms "
               f"(+{row['single_latency_overhead_ms']} ms)", flush=True)
     print(json.dumps(report, indent=2))

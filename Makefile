@@ -33,6 +33,22 @@ test: models
 bench: models
 	$(BIN)/python -m service.bench
 
+# Locust against a running server (`make serve` in another shell), headless and bounded, then
+# the SLO check: no failed request, aggregated p95 under CONVZOO_SLO_P95_MS (default 1000).
+# Locust itself does not fail on errors, so that loadtest/slo.py gives the one verdict.
+LOADTEST_HOST ?= http://127.0.0.1:3000
+LOADTEST_USERS ?= 8
+LOADTEST_SPAWN ?= 4
+LOADTEST_TIME ?= 60s
+LOADTEST_REPORTS := loadtest/reports
+loadtest: setup
+	mkdir -p $(LOADTEST_REPORTS)
+	$(BIN)/locust -f loadtest/locustfile.py --host $(LOADTEST_HOST) --headless \
+		-u $(LOADTEST_USERS) -r $(LOADTEST_SPAWN) -t $(LOADTEST_TIME) --only-summary \
+		--csv $(LOADTEST_REPORTS)/convzoo --html $(LOADTEST_REPORTS)/convzoo.html \
+		--exit-code-on-error 0
+	$(BIN)/python loadtest/slo.py --csv-prefix $(LOADTEST_REPORTS)/convzoo
+
 lint: setup
 	$(BIN)/ruff check model_store service clients tests loadtest
 

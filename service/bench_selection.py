@@ -4,14 +4,15 @@ Runs a real `InferenceCore` (the served configuration, `service/config.yaml` or
 `CONVZOO_CONFIG`, with Lite0..2 loaded and profiled first) and offers rising load: at each
 level, N background clients each send `select` requests back to back with the same fixed
 latency budget (so the load lands on whatever the selector chooses for them), and one probe
-client sends a series of the same requests and records what was chosen, the expected latency
-the choice was made on and the latency the request then took. A refused request
-(`NoVariantFits`: nothing fits the budget under this load) counts as "refused"; a background
-client backs off briefly after one, as a client honouring the refusal would. Prints the
-choice distribution and latencies per load level and saves a plot of choice against offered
-load, and the family's frontier plot as the live core sees it when unloaded.
+client sends a series of the same requests (at most one each PROBE_INTERVAL_S) and records
+what was chosen, the expected latency the choice was made on and the latency the request
+then took. A refused request (`NoVariantFits`: nothing fits the budget under this load)
+counts as "refused"; a background client backs off briefly after one, as a client honouring
+the refusal would. Prints the choice distribution and latencies per load level and saves a
+plot of choice against offered load, and the family's frontier plot as the live core sees it
+when unloaded.
 
-    python -m service.bench_selection [--budget-ms 150] [--levels 0,2,4,8,16] [--probes 30]
+    python -m service.bench_selection [--budget-ms MS] [--levels 0,2,4,8,16] [--probes 30]
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 REFUSED = "refused"
 SETTLE_S = 2.0  # background clients run this long before the probes start
 REFUSAL_BACKOFF_S = 0.05
+# Probes start at least this far apart, so that a level lasts long enough for the load (and
+# the selector's figures) to move, even when probes are refused at once.
+PROBE_INTERVAL_S = 0.2
+WARM_UP = 5
+GENEROUS_MS = 60_000.0
+# With no --budget-ms: three times the most accurate variant's unloaded expected latency,
+# so that it fits with room to spare unloaded whatever the speed of the machine (a shared
+# one varies by 2-3x from one minute to the next).
+BUDGET_FACTOR = 3.0
 
 
 def chelsea_jpeg() -> bytes:
@@ -75,7 +85,11 @@ async def run_level(core: Any, image: bytes, budget_ms: float, clients: int, pro
     await asyncio.sleep(SETTLE_S if clients else 0.0)
     started = time.perf_counter()
     served.clear()
-    records = [await probe(core, image, budget_ms) for _ in range(probes)]
+    records = []
+    for _ in range(probes):
+        probe_started = time.perf_counter()
+        records.append(await probe(core, image, budget_ms))
+        await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - (time.perf_counter() - probe_started)))
     elapsed = time.perf_counter() - started
     stop.set()
     await asyncio.gather(*tasks)
@@ -95,8 +109,10 @@ async def run_level(core: Any, image: bytes, budget_ms: float, clients: int, pro
     }
 
 
-async def bench(budget_ms: float, levels: list[int], probes: int, frontier_plot: Path | None
-                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def bench(budget_ms: float | None, levels: list[int], probes: int,
+                frontier_plot: Path | None
+                ) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
+    """(budget, the unloaded table, one result per load level)."""
     from service.core.config import load_config
     from service.core.inference import InferenceCore
     from service.frontier_plot import render_frontier
@@ -106,12 +122,19 @@ async def bench(budget_ms: float, levels: list[int], probes: int, frontier_plot:
     try:
         image = chelsea_jpeg()
         await core.frontier(FAMILY)  # load and profile every variant before timing anything
-        for _ in range(5):  # a few unloaded requests: observed figures, a current choice
+        for _ in range(WARM_UP):  # unloaded requests to the most accurate: observed figures
+            await probe(core, image, GENEROUS_MS)
+        if budget_ms is None:
+            slowest = max(v["expected_latency_ms"] for v in (await core.frontier(FAMILY))[
+                "variants"])
+            budget_ms = round(BUDGET_FACTOR * slowest)
+        for _ in range(3):  # the benchmark's budget in force when the frontier is drawn
             await probe(core, image, budget_ms)
         unloaded = await core.frontier(FAMILY)
         if frontier_plot is not None:
             frontier_plot.write_bytes(render_frontier(unloaded, "png")[0])
-        return unloaded, [await run_level(core, image, budget_ms, n, probes) for n in levels]
+        results = [await run_level(core, image, budget_ms, n, probes) for n in levels]
+        return budget_ms, unloaded, results
     finally:
         await core.close()
 
@@ -120,7 +143,7 @@ def save_plot(results: list[dict[str, Any]], budget_ms: float, path: Path) -> No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 4.5), dpi=110)
+    figure = Figure(figsize=(7.5, 5.0), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     positions = range(len(results))
@@ -144,7 +167,8 @@ def save_plot(results: list[dict[str, Any]], budget_ms: float, path: Path) -> No
     latency.set_ylim(0, max([budget_ms * 1.5] + [r["median_actual_ms"] or 0 for r in results]))
     handles = axes.get_legend_handles_labels()
     more = latency.get_legend_handles_labels()
-    axes.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper right")
+    axes.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, ncol=3,
+                loc="upper center", bbox_to_anchor=(0.5, -0.14))
     axes.set_title(f"{FAMILY}: variant chosen under a {budget_ms:g} ms budget as load rises")
     figure.tight_layout()
     figure.savefig(path)
@@ -158,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.bench_selection",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget-ms", type=float, default=150.0)
+    parser.add_argument("--budget-ms", type=float, default=None,
+                        help=f"default: {BUDGET_FACTOR:g} x the slowest variant's unloaded "
+                        "expected latency, measured first")
     parser.add_argument("--levels", default="0,2,4,8,16",
                         help="comma-separated numbers of concurrent background clients")
     parser.add_argument("--probes", type=int, default=30, help="probe requests per level")
@@ -167,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path("docs/frontier_efficientnet_lite.png"))
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
-    unloaded, results = asyncio.run(bench(args.budget_ms, levels, args.probes,
-                                          args.frontier_plot))
-    print(f"{FAMILY}, chelsea 451x300 JPEG, budget {args.budget_ms:g} ms, {args.probes} "
+    budget_ms, unloaded, results = asyncio.run(bench(args.budget_ms, levels, args.probes,
+                                                     args.frontier_plot))
+    print(f"{FAMILY}, chelsea 451x300 JPEG, budget {budget_ms:g} ms, {args.probes} "
           "sequential probe requests per level")
     print("unloaded table (ms): variant, published top-1, profiled batch 1 / max batch, "
           "expected now")
@@ -189,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print("expected/actual: medians over the answered probes (ms); p90: of actual; "
           "bg req/s: background requests answered per second")
     if args.plot:
-        save_plot(results, args.budget_ms, args.plot)
+        save_plot(results, budget_ms, args.plot)
         print(f"plot: {args.plot}")
     if args.frontier_plot:
         print(f"frontier plot: {args.frontier_plot}")

@@ -113,7 +113,11 @@ def _dtype(datatype: str, name: str) -> np.dtype:
 
 
 def _checked_shape(shape: Iterable[int], name: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(shape)
+    # JSON can put anything in a shape (found by fuzzing: `[{}]` was a 500).
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise InvalidArgument(f"input {name}: shape must be a list of integers, got "
+                              f"{str(list(shape))[:100]}")
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"input {name}: shape {list(shape)} has a negative dimension")
     return shape

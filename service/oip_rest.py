@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service import oip_codec as codec
-from service.core.errors import InvalidArgument, PayloadTooLarge, ServiceError
+from service.core.errors import InvalidArgument, ServiceError
 from service.core.inference import InferenceCore
-from service.rest import error_response
+from service.rest import error_response, read_body
 
 log = logging.getLogger("convzoo.oip_rest")
 
@@ -81,7 +81,7 @@ async def model_ready(request: Request, core: InferenceCore) -> Response:
 
 
 async def repository_index(request: Request, core: InferenceCore) -> Response:
-    body = await request.body()
+    body = await read_body(request, core.config.max_body_bytes)
     try:
         options = json.loads(body) if body.strip() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -92,13 +92,7 @@ async def repository_index(request: Request, core: InferenceCore) -> Response:
 
 
 async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[str, Any], bytes]:
-    limit = core.config.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {limit}")
+    body = await read_body(request, core.config.max_body_bytes)
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):

@@ -31,6 +31,7 @@ from service.core.errors import (
 )
 from service.core.inference import InferenceCore
 from service.frontier_plot import check_format, render_frontier
+from service.openapi import openapi_document
 
 log = logging.getLogger("convzoo.rest")
 
@@ -70,16 +71,33 @@ def _b64(value: Any, field: str) -> bytes:
         raise InvalidArgument(f"{field}: not valid base64") from None
 
 
-async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
-    limit = core.config.max_body_bytes
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes: a declared length is
+    checked before reading, and a chunked upload (no Content-Length) is counted as it streams,
+    so that an endless body is never held in memory."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    # Starlette's body() and form() read from `_body` once it is set: they see what we read.
+    request._body = b"".join(chunks)
+    return request._body
+
+
+async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
+    limit = core.config.max_body_bytes
+    body = await read_body(request, limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     options: dict[str, Any] = dict(request.query_params)
     images: list[bytes] = []
     if content_type == "multipart/form-data":
-        try:
+        try:  # parses the body read above
             form = await request.form(max_files=core.config.max_images_per_request + 1,
                                       max_fields=100)
         except Exception as exc:
@@ -95,9 +113,6 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
             else:
                 options[key] = value
     elif content_type in ("application/json", ""):
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {limit}")
         if not body:
             raise InvalidArgument("empty request body: send an image as a multipart 'image' "
                                   "field, base64 in JSON, or the raw image bytes")
@@ -117,9 +132,6 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
             else:
                 options[key] = value
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {limit}")
         images.append(body)
     else:
         raise InvalidArgument(f"unsupported content type {content_type!r}; use "
@@ -255,6 +267,7 @@ def create_app(extra_routes: list[Route] | None = None) -> Starlette:
         Route("/frontier", family_frontier, methods=["GET"]),
         Route("/models", list_models, methods=["GET", "POST"]),
         Route("/models/{name}", get_model, methods=["GET"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
         *(extra_routes or []),
     ]
     return Starlette(routes=routes)

@@ -2,7 +2,9 @@
 
 `bentoml serve service.service:ConvZoo --port 3000` starts it. The REST routes are the
 Starlette app of `service.rest`, mounted here; BentoML adds /livez, /readyz (true once the
-start-up models are loaded) and /metrics (BentoML's own and ConvZoo's).
+start-up models are loaded) and /metrics (BentoML's own and ConvZoo's). With API keys
+configured, `service.auth.ApiKeyMiddleware` guards every HTTP route, BentoML's included, except
+the configured open paths.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 import bentoml
 
+from service.auth import ApiKeyMiddleware
 from service.core import metrics
 from service.core.config import load_config
 from service.core.inference import InferenceCore
@@ -49,3 +52,8 @@ class ConvZoo:
         # sampled now so that each scrape sees current values.
         metrics.refresh_gpu_gauges()
         return content
+
+
+# Outside our mounted app, so that BentoML's own routes (/docs.json, /schema.json, ...) are
+# guarded too; the middleware reads the configuration when the worker builds the app.
+ConvZoo.add_asgi_middleware(ApiKeyMiddleware)

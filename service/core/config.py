@@ -45,6 +45,16 @@ class ServingConfig:
     ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
     grpc_port: int = 3001
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    # TLS for the gRPC port (PEM files); REST's TLS is `bentoml serve --ssl-certfile/-keyfile`.
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+    # API keys (bearer tokens) on REST and gRPC; none configured means authentication is off.
+    # A file (one key a line) keeps them out of the config, e.g. a mounted secret.
+    api_keys: tuple[str, ...] = ()
+    api_keys_file: str | None = None
+    # REST paths answered without a key: probes and scrapes carry none. A trailing "*" matches
+    # a prefix. gRPC's health service is always open.
+    open_paths: tuple[str, ...] = ("/livez", "/readyz", "/metrics")
 
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)
@@ -65,6 +75,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Serv
         raw["per_model_batching"] = {
             name: replace(base, **values) for name, values in raw["per_model_batching"].items()
         }
-    if "startup_models" in raw:
-        raw["startup_models"] = tuple(raw["startup_models"])
+    for key in ("startup_models", "api_keys", "open_paths"):
+        if key in raw:
+            if isinstance(raw[key], str):  # tuple("key") would be its characters
+                raise ValueError(f"{path}: {key} must be a list, not a string")
+            raw[key] = tuple(raw[key] or ())
     return ServingConfig(**raw)

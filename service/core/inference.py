@@ -14,6 +14,7 @@ import logging
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -52,10 +53,10 @@ from service.core.selection import (
 
 log = logging.getLogger("convzoo.core")
 
-# Selection: profile repetitions per batch size (median), and how long the store's weight
-# statuses (a directory scan) are trusted.
-PROFILE_REPEATS = 3
-STORE_STATUS_TTL_S = 10.0
+# Selection: profile repetitions (the median is kept) at batch 1, which decides the ranking
+# and is cheap, and at the max batch, which is slow.
+PROFILE_REPEATS_SINGLE = 5
+PROFILE_REPEATS_MAX_BATCH = 3
 
 STORE_STATUS_TTL_S = 5.0
 RANDOM_INIT_WARNING = (
@@ -495,7 +496,10 @@ class InferenceCore:
         if getattr(self, "_selector", None) is None:
             self._selector = VariantSelector()
             self._profiling: dict[str, asyncio.Task] = {}
-            self._store_statuses: tuple[float, dict[str, str]] = (float("-inf"), {})
+            # Requests sent to a variant that are still decoding: not yet in its batcher's
+            # queue, but ahead of anyone choosing now (without them, concurrent choosers
+            # would all see an empty queue and pile onto the same variant).
+            self._preparing: Counter[str] = Counter()
         return self._selector
 
     def _family_specs(self, family: Any) -> list[ModelSpec]:
@@ -505,15 +509,6 @@ class InferenceCore:
             raise InvalidArgument(f"unknown family {family!r}; families: {', '.join(families)}",
                                   valid_families=families)
         return specs
-
-    async def _stored_weights(self) -> dict[str, str]:
-        """The store's weight statuses, read at most every STORE_STATUS_TTL_S (a directory scan)."""
-        read_at, statuses = self._store_statuses
-        if time.monotonic() - read_at > STORE_STATUS_TTL_S:
-            statuses = await asyncio.get_running_loop().run_in_executor(
-                self._prep_executor, store.stored_status)
-            self._store_statuses = (time.monotonic(), statuses)
-        return statuses
 
     async def _profile(self, engine: Engine) -> None:
         """Median backend time on zero batches of size 1 and the max batch, once per variant."""
@@ -529,11 +524,12 @@ class InferenceCore:
     async def _run_profile(self, engine: Engine) -> None:
         def run() -> dict[int, float]:
             spec, medians = engine.spec, {}
-            for size in (1, engine.batcher.max_batch_size):
+            for size, repeats in ((1, PROFILE_REPEATS_SINGLE),
+                                  (engine.batcher.max_batch_size, PROFILE_REPEATS_MAX_BATCH)):
                 zeros = np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
                                  np.float32)
                 runs = []
-                for _ in range(PROFILE_REPEATS):
+                for _ in range(repeats):
                     t0 = time.perf_counter()
                     engine.backend.run(zeros)
                     runs.append((time.perf_counter() - t0) * 1000.0)
@@ -544,20 +540,20 @@ class InferenceCore:
         for size, median_ms in medians.items():
             self.selector.service_time(engine.spec.name).record_profile(size, median_ms)
 
-    def _queue_wait_ms(self, engine: Engine) -> float:
+    def _queue_wait_ms(self, engine: Engine, ahead: int) -> float:
         batcher = engine.batcher
         recent = list(batcher.recent_batch_ms)[-8:]
         batch_ms = (statistics.fmean(recent) if recent else
                     self.selector.service_time(engine.spec.name).estimate_ms() or 0.0)
-        return expected_queue_wait_ms(batcher.queued_images, batcher.in_flight,
-                                      batcher.max_batch_size, batch_ms, batcher.max_delay * 1e3)
+        return expected_queue_wait_ms(ahead, batcher.in_flight, batcher.max_batch_size,
+                                      batch_ms, batcher.max_delay * 1e3)
 
     async def selection_table(self, family: Any, allow_untrained: bool = False,
                               measure_untrained: bool = False) -> list[Variant]:
         """The family's rows now, loading and profiling on demand the variants that may serve."""
         selector = self.selector
         specs = self._family_specs(family)
-        stored = await self._stored_weights()
+        stored = self.stored_statuses()
         rows = []
         for spec in specs:
             engine = self.engines.get(spec.name)
@@ -572,8 +568,14 @@ class InferenceCore:
                     await self._profile(engine)
             except ServiceError as exc:  # one broken variant must not stop the others
                 note = exc.message
+            if engine is None:
+                rows.append(selector.variant(spec, weights, note=note))
+                continue
+            # A request sent now runs with (or after) those queued or decoding ahead of it.
+            ahead = engine.batcher.queued_images + self._preparing[spec.name]
             rows.append(selector.variant(
-                spec, weights, self._queue_wait_ms(engine) if engine else 0.0, note))
+                spec, weights, self._queue_wait_ms(engine, ahead), note,
+                batch_size=min(ahead + 1, engine.batcher.max_batch_size)))
         return rows
 
     async def select(self, image: bytes, family: str, latency_budget_ms: Any = None,
@@ -586,14 +588,21 @@ class InferenceCore:
         started = time.perf_counter()
         rows = await self.selection_table(family, allow)
         selection = self.selector.choose(family, rows, budget, floor, allow)
-        engine = await self.engine(selection.chosen.name)
-        timing: dict[str, float] = {"selection": _ms(time.perf_counter() - started)}
-        batch = await self.preprocess_images([image], engine.spec, timing)
+        name = selection.chosen.name
+        self._preparing[name] += 1
+        try:
+            engine = await self.engine(name)
+            timing: dict[str, float] = {"selection": _ms(time.perf_counter() - started)}
+            batch = await self.preprocess_images([image], engine.spec, timing)
+        finally:
+            self._preparing[name] -= 1
         probabilities = await self.infer(engine, batch, timing, deadline)
         result = self._results(engine, probabilities, k, timing, started)[0]
-        self.selector.observe(family, engine.spec.name, timing["infer"],
-                              timing["decode"] + timing["preprocess"] + timing["postprocess"])
         actual_ms = round(result["timing_ms"]["total"] - timing["selection"], 3)
+        # Overhead: all but the batcher's part, waits for a preprocessing thread included.
+        self.selector.observe(family, name, timing["infer"],
+                              actual_ms - timing["queue"] - timing["infer"],
+                              batch_size=int(timing["batch_size"]))
         return {**result, "selection": {**selection.to_dict(), "actual_latency_ms": actual_ms}}
 
     async def frontier(self, family: Any, allow_untrained: Any = False) -> dict[str, Any]:

@@ -32,44 +32,53 @@ STEP_UP_MARGIN = 0.2
 STEP_UP_AFTER = 3
 # Budgets within a quarter octave (about 19 %) of each other share one remembered choice.
 BUCKETS_PER_OCTAVE = 4
+# With no fresh observation, what was observed under load fades toward the unloaded figure
+# with this half-life: a variant or family nobody is served by (stepped away from, or every
+# request refused) must not be judged forever by its worst moment.
+OBSERVATION_HALF_LIFE_S = 5.0
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-class ServiceTime:
-    """What one batch through a variant's backend costs on this machine, in milliseconds.
+def _faded(unloaded: float, observed: float, observed_at: float, now: float | None) -> float:
+    age = (time.monotonic() if now is None else now) - observed_at
+    return unloaded + (observed - unloaded) * 0.5 ** (max(0.0, age) / OBSERVATION_HALF_LIFE_S)
 
-    Profiled on demand (the median of a few runs at batch size 1 and at the max batch), then
-    kept current from observed per-request inference times by a 95th-percentile tracker: the
-    stochastic-approximation update q += STEP * q * (0.95 - [x <= q]) rises 9.5 % of the
-    estimate on an observation above it and falls 0.5 % on one below, so it settles where
-    one observation in twenty exceeds it (a tail figure: a latency budget is a promise about
-    slow requests too). An EWMA of the mean is kept beside it for reports. A variant nobody is
-    sent to gets no observations, so with none fresh the estimate relaxes back toward the
-    batch-1 profile with a half-life of HALF_LIFE_S: a variant stepped away from during a
-    burst is not judged forever by its worst moment.
+
+class ServiceTime:
+    """What a batch through one variant's backend costs on this machine, in milliseconds.
+
+    Profiled on demand: the median of a few runs at batch size 1 and at the max batch, sizes
+    in between interpolated linearly (on a CPU a batch costs about the sum of its images).
+    Kept current by observation: each served request's inference time is divided by the
+    profile's figure for the batch it actually ran in, and a 95th-percentile tracker follows
+    that slowdown. Its stochastic-approximation update q += STEP * q * (0.95 - [x <= q])
+    rises 9.5 % on an observation above the estimate and falls 0.5 % on one below, so it
+    settles where one observation in twenty exceeds it (a tail figure: a latency budget is a
+    promise about slow requests too). The slowdown is what the machine does to the variant
+    (other work competing for the cores, a profile taken at a busy moment); the size of the
+    batch a request will join is read from the batcher now, so load is not counted twice.
+    With no fresh observation the slowdown fades back to 1 (OBSERVATION_HALF_LIFE_S); under
+    steady traffic that fading between observations pulls a little against the 0.5 % steps,
+    so the figure sits between the 90th and 95th percentiles. An EWMA of the observed times
+    is kept for reports.
     """
 
     QUANTILE = 0.95
     STEP = 0.1
     MEAN_WEIGHT = 0.2
-    HALF_LIFE_S = 10.0
 
     def __init__(self) -> None:
         self.profiled_ms: dict[int, float] = {}
         self.mean_ms: float | None = None
         self.observations = 0
-        self._tail_ms: float | None = None
+        self._tail_slowdown = 1.0
         self._observed_at = 0.0
 
     def record_profile(self, batch_size: int, median_ms: float) -> None:
         self.profiled_ms[batch_size] = median_ms
-
-    @property
-    def baseline_ms(self) -> float | None:
-        return self.profiled_ms.get(1)
 
     @property
     def source(self) -> str:
@@ -77,43 +86,90 @@ class ServiceTime:
             return "observed"
         return "profiled" if self.profiled_ms else "unmeasured"
 
-    def estimate_ms(self, now: float | None = None) -> float | None:
-        """The tail service time now: observed where observed, decaying toward the profile."""
-        if self._tail_ms is None:
-            return self.baseline_ms
-        if self.baseline_ms is None:
-            return self._tail_ms
-        age = (time.monotonic() if now is None else now) - self._observed_at
-        freshness = 0.5 ** (max(0.0, age) / self.HALF_LIFE_S)
-        return self.baseline_ms + (self._tail_ms - self.baseline_ms) * freshness
+    def profiled_at(self, batch_size: int = 1) -> float | None:
+        """The profile's figure for a batch of this size (linear between the measured ones)."""
+        if not self.profiled_ms:
+            return None
+        sizes = sorted(self.profiled_ms)
+        if batch_size <= sizes[0] or len(sizes) == 1:
+            return self.profiled_ms[sizes[0]]
+        lower = max(s for s in sizes if s <= batch_size)
+        upper = min((s for s in sizes if s >= batch_size), default=sizes[-1])
+        if upper == lower:
+            return self.profiled_ms[lower]
+        share = (batch_size - lower) / (upper - lower)
+        return self.profiled_ms[lower] + share * (self.profiled_ms[upper]
+                                                   - self.profiled_ms[lower])
 
-    def observe(self, infer_ms: float, now: float | None = None) -> None:
+    def slowdown(self, now: float | None = None) -> float:
+        if not self.observations:
+            return 1.0
+        return _faded(1.0, self._tail_slowdown, self._observed_at, now)
+
+    def estimate_ms(self, batch_size: int = 1, now: float | None = None) -> float | None:
+        """The tail time of a batch of this size now; None before the variant is profiled."""
+        profiled = self.profiled_at(batch_size)
+        return None if profiled is None else profiled * self.slowdown(now)
+
+    def observe(self, infer_ms: float, batch_size: int = 1, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        current = self.estimate_ms(now)
-        if current is None:
-            self._tail_ms = infer_ms
-        else:
-            below = 1.0 if infer_ms <= current else 0.0
-            self._tail_ms = current + self.STEP * current * (self.QUANTILE - below)
-        self._observed_at = now
         self.mean_ms = (infer_ms if self.mean_ms is None
                         else self.mean_ms + self.MEAN_WEIGHT * (infer_ms - self.mean_ms))
+        profiled = self.profiled_at(batch_size)
+        if not profiled:
+            return  # nothing to compare with: the core profiles before a variant can serve
+        ratio, current = infer_ms / profiled, self.slowdown(now)
+        below = 1.0 if ratio <= current else 0.0
+        self._tail_slowdown = current + self.STEP * current * (self.QUANTILE - below)
+        self._observed_at = now
         self.observations += 1
 
 
-def expected_queue_wait_ms(queued_images: int, in_flight: int, max_batch_size: int,
+class Overhead:
+    """What a family's requests spend outside the batcher, in milliseconds: decode,
+    preprocess, postprocess and the waits for a worker thread between them.
+
+    Mostly the image's and the machine's cost rather than the variant's, so one figure per
+    family: an EWMA of what requests took. With no fresh observation it fades toward the
+    lowest one seen (the unloaded cost), as service times fade toward their profile.
+    """
+
+    WEIGHT = 0.2
+
+    def __init__(self) -> None:
+        self.lowest_ms: float | None = None
+        self._mean_ms = 0.0
+        self._observed_at = 0.0
+
+    def estimate_ms(self, now: float | None = None) -> float:
+        if self.lowest_ms is None:
+            return 0.0
+        return _faded(self.lowest_ms, self._mean_ms, self._observed_at, now)
+
+    def observe(self, overhead_ms: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.lowest_ms is None:
+            self._mean_ms = self.lowest_ms = overhead_ms
+        else:
+            current = self.estimate_ms(now)
+            self._mean_ms = current + self.WEIGHT * (overhead_ms - current)
+            self.lowest_ms = min(self.lowest_ms, overhead_ms)
+        self._observed_at = now
+
+
+def expected_queue_wait_ms(images_ahead: int, in_flight: int, max_batch_size: int,
                            batch_ms: float, max_delay_ms: float = 0.0) -> float:
     """How long a request arriving now should wait in a variant's batcher before it runs.
 
-    The images queued ahead run `max_batch_size` at a time (queued / max batch x the recent
-    batch time, which stands for what a batch costs under this load); a batch already running
-    has on average half its time left; and a batch that will not fill waits up to the
-    batcher's `max_delay_ms` for companions, which overlaps with the running batch's rest.
-    Assumes one model instance, the configured default.
+    The images ahead (queued, or on their way to the queue) run `max_batch_size` at a time
+    (ahead / max batch x the recent batch time, which stands for what a batch costs under
+    this load); a batch already running has on average half its time left; and a batch
+    that will not fill waits up to the batcher's `max_delay_ms` for companions, which
+    overlaps with the running batch's rest. Assumes one model instance, the default.
     """
-    ahead = queued_images / max(1, max_batch_size) * batch_ms
+    ahead = images_ahead / max(1, max_batch_size) * batch_ms
     running = in_flight * batch_ms / 2.0
-    gathering = max_delay_ms if queued_images + 1 < max_batch_size else 0.0
+    gathering = max_delay_ms if images_ahead + 1 < max_batch_size else 0.0
     return ahead + max(running, gathering)
 
 
@@ -127,8 +183,9 @@ class Variant:
     weights: str  # pretrained | random-init | missing
     service_ms: float | None  # None: not measured (not loaded yet, or failed to load)
     queue_wait_ms: float = 0.0
-    overhead_ms: float = 0.0  # decode, preprocess and postprocess of the family's requests
+    overhead_ms: float = 0.0  # the family's requests' time outside the batcher, see Overhead
     latency_source: str = "profiled"  # profiled | observed | unmeasured
+    slowdown: float = 1.0  # observed over profiled service time (tail), see ServiceTime
     ladder: Mapping[str, float] = field(default_factory=dict)
     profiled_ms: Mapping[int, float] = field(default_factory=dict)
     observed_mean_ms: float | None = None
@@ -152,6 +209,7 @@ class Variant:
             "expected_latency_ms": _round(self.expected_ms),
             "service_ms": _round(self.service_ms), "queue_wait_ms": _round(self.queue_wait_ms),
             "overhead_ms": _round(self.overhead_ms), "latency_source": self.latency_source,
+            "slowdown": _round(self.slowdown),
             "profiled_ms": {str(size): _round(ms) for size, ms in self.profiled_ms.items()},
             "observed_mean_ms": _round(self.observed_mean_ms),
             "observations": self.observations, "note": self.note,
@@ -263,14 +321,12 @@ class VariantSelector:
     Not thread-safe by design: the inference core calls it from its event loop only.
     """
 
-    OVERHEAD_WEIGHT = 0.2
-
     def __init__(self, step_up_margin: float = STEP_UP_MARGIN,
                  step_up_after: int = STEP_UP_AFTER) -> None:
         self.step_up_margin = step_up_margin
         self.step_up_after = step_up_after
         self.service_times: dict[str, ServiceTime] = {}
-        self.overhead_ms: dict[str, float] = {}  # per family: EWMA of decode+prep+post
+        self.overheads: dict[str, Overhead] = {}  # per family
         self._choices: dict[tuple[str, int, float | None, bool], _Choice] = {}
         self.last_selection: dict[str, dict[str, Any]] = {}
 
@@ -278,24 +334,26 @@ class VariantSelector:
         return self.service_times.setdefault(name, ServiceTime())
 
     def observe(self, family: str, variant: str, infer_ms: float, overhead_ms: float,
-                now: float | None = None) -> None:
-        """Learn from one served request: its inference time and its fixed overhead."""
-        self.service_time(variant).observe(infer_ms, now)
-        previous = self.overhead_ms.get(family)
-        self.overhead_ms[family] = (overhead_ms if previous is None else
-                                    previous + self.OVERHEAD_WEIGHT * (overhead_ms - previous))
+                batch_size: int = 1, now: float | None = None) -> None:
+        """Learn from one served request: its inference time (in a batch of `batch_size`)
+        and its decode/preprocess/postprocess overhead."""
+        self.service_time(variant).observe(infer_ms, batch_size, now)
+        self.overheads.setdefault(family, Overhead()).observe(overhead_ms, now)
 
     def variant(self, spec: ModelSpec, weights: str, queue_wait_ms: float = 0.0,
-                note: str = "", now: float | None = None) -> Variant:
-        """The row for a registry variant, from this selector's latency state."""
+                note: str = "", batch_size: int = 1, now: float | None = None) -> Variant:
+        """The row for a registry variant, from this selector's latency state; `batch_size`
+        is the batch a request sent now would run in."""
         tracker = self.service_times.get(spec.name) or ServiceTime()
         published = spec.published
         return Variant(
             name=spec.name,
             top1=published.top1 if published else None,
             top1_source=f"published: {published.source}" if published else "none published",
-            weights=weights, service_ms=tracker.estimate_ms(now), queue_wait_ms=queue_wait_ms,
-            overhead_ms=self.overhead_ms.get(spec.family, 0.0), latency_source=tracker.source,
+            weights=weights, service_ms=tracker.estimate_ms(batch_size, now),
+            queue_wait_ms=queue_wait_ms, slowdown=tracker.slowdown(now),
+            overhead_ms=self.overheads.get(spec.family, Overhead()).estimate_ms(now),
+            latency_source=tracker.source,
             ladder=dict(spec.ladder), profiled_ms=dict(tracker.profiled_ms),
             observed_mean_ms=tracker.mean_ms, observations=tracker.observations, note=note)
 
@@ -383,7 +441,7 @@ class VariantSelector:
                 f"no variant of {family} fits the {budget:g} ms latency budget: the fastest"
                 f"{floor}, {fastest.name}, is expected to take {fastest.expected_ms:.1f} ms now "
                 f"(service {fastest.service_ms:.1f} ms + queue wait "
-                f"{fastest.queue_wait_ms:.1f} ms + decode/preprocess "
+                f"{fastest.queue_wait_ms:.1f} ms + decode and preprocessing "
                 f"{fastest.overhead_ms:.1f} ms)", family=family, latency_budget_ms=budget,
                 fastest=fastest.name, fastest_expected_ms=_round(fastest.expected_ms))
         target = fitting[-1]  # the most accurate that fits now
@@ -445,5 +503,5 @@ class VariantSelector:
                        "step_up_after": self.step_up_after,
                        "budget_buckets_per_octave": BUCKETS_PER_OCTAVE,
                        "service_quantile": ServiceTime.QUANTILE,
-                       "service_half_life_s": ServiceTime.HALF_LIFE_S},
+                       "observation_half_life_s": OBSERVATION_HALF_LIFE_S},
         }

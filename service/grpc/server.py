@@ -1,7 +1,9 @@
 """Starts and stops the gRPC server: the OIP service, standard health checking, reflection.
 
 It listens on the configured `grpc_port` with `grpc_max_message_bytes` as the send and receive
-limit (a larger message is refused with RESOURCE_EXHAUSTED by gRPC itself). Health reports
+limit (a larger message is refused with RESOURCE_EXHAUSTED by gRPC itself), over TLS when
+`grpc_tls_cert` and `grpc_tls_key` are set, and asks for an API key when keys are configured
+(`service.grpc.auth`; health checks stay open). Health reports
 SERVING for the server ("") and for `inference.GRPCInferenceService` while the core is ready,
 NOT_SERVING otherwise and once shutting down. Reflection lists all three services, so that
 `grpcurl` and similar tools work without the .proto.
@@ -18,7 +20,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from service.core.auth import ApiKeys
+from service.core.config import ServingConfig
 from service.core.inference import InferenceCore
+from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.oip_servicer import OipServicer
 
 log = logging.getLogger("convzoo.grpc")
@@ -54,6 +59,17 @@ def reflection_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def tls_credentials(config: ServingConfig) -> grpc.ServerCredentials | None:
+    """Server credentials from the configured PEM files, or None for a plaintext port."""
+    cert, key = config.grpc_tls_cert, config.grpc_tls_key
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("gRPC TLS needs both grpc_tls_cert and grpc_tls_key")
+    with open(key, "rb") as key_file, open(cert, "rb") as cert_file:
+        return grpc.ssl_server_credentials([(key_file.read(), cert_file.read())])
+
+
 class GrpcServer:
     def __init__(self, core: InferenceCore, port: int | None = None, host: str = "[::]",
                  max_message_bytes: int | None = None) -> None:
@@ -66,24 +82,30 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Starts serving on the running event loop; returns the port it listens on."""
-        server = grpc.aio.server(options=[
+        keys = ApiKeys.from_config(self.core.config)
+        credentials = tls_credentials(self.core.config)
+        options = [
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.max_receive_message_length", self.max_message_bytes),
             # A port another process holds must fail here, not be silently shared.
             ("grpc.so_reuseport", 0),
-        ])
+        ]
+        server = grpc.aio.server(
+            interceptors=[ApiKeyInterceptor(keys)] if keys.enabled else [], options=options)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(OipServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=reflection_pool())
         try:
-            self.port = server.add_insecure_port(self.address)
+            self.port = (server.add_secure_port(self.address, credentials) if credentials
+                         else server.add_insecure_port(self.address))
         except RuntimeError as exc:
             raise RuntimeError(f"the gRPC server cannot listen on {self.address}: {exc}"
                                ) from exc
         await server.start()
         self._server = server
-        log.info("gRPC (Open Inference Protocol, health, reflection) listening on %s",
-                 self.address)
+        log.info("gRPC (Open Inference Protocol, health, reflection) listening on %s%s%s",
+                 self.address, " with TLS" if credentials else "",
+                 ", API keys required" if keys.enabled else "")
         return self.port
 
     async def stop(self, grace_s: float = 5.0) -> None:

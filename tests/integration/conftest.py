@@ -42,11 +42,13 @@ class LiveServer:
 
 
 def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
-                 check_store: bool = True, wait_ready: bool = True) -> LiveServer:
+                 check_store: bool = True, wait_ready: bool = True,
+                 extra_args: tuple[str, ...] = (), scheme: str = "http") -> LiveServer:
     """Start `bentoml serve` with `config`; BENTOML_HOME (the model store) is inherited.
 
     Returns once /readyz answers 200, or with `wait_ready=False` once the server answers
-    /livez (for servers that are meant never to be ready)."""
+    /livez (for servers that are meant never to be ready). `extra_args` go to `bentoml
+    serve` (e.g. --ssl-certfile/--ssl-keyfile, with `scheme="https"`)."""
     from model_store import store
 
     missing = [m for m in config["startup_models"] if m not in store.stored_status()]
@@ -71,9 +73,9 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [str(BENTOML), "serve", "service.service:ConvZoo", "--host", "127.0.0.1",
-             "--port", str(http_port)],
+             "--port", str(http_port), *extra_args],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveServer(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{config['grpc_port']}",
+    server = LiveServer(f"{scheme}://127.0.0.1:{http_port}", f"127.0.0.1:{config['grpc_port']}",
                         process, log_path, config)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
@@ -81,7 +83,8 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
         try:
             probe = "/readyz" if wait_ready else "/livez"
-            if httpx.get(server.http_url + probe, timeout=2).status_code == 200:
+            # the probe only waits for the server; TLS tests check certificates themselves
+            if httpx.get(server.http_url + probe, timeout=2, verify=False).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass

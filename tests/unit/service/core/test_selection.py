@@ -12,6 +12,8 @@ from model_store import registry
 from service.core import metrics
 from service.core.errors import InvalidArgument, NoVariantFits
 from service.core.selection import (
+    OBSERVATION_HALF_LIFE_S,
+    Overhead,
     ServiceTime,
     Variant,
     VariantSelector,
@@ -207,6 +209,23 @@ def test_service_time_starts_from_the_profile_and_tracks_a_high_quantile():
     assert 25.0 <= tracker.mean_ms <= 75.0 and tracker.source == "observed"
 
 
+def test_service_time_scales_with_the_batch_a_request_will_join():
+    tracker = ServiceTime()
+    tracker.record_profile(1, 10.0)
+    tracker.record_profile(16, 160.0)
+    assert tracker.estimate_ms(8, now=0.0) == pytest.approx(10.0 + 150.0 * 7 / 15)
+    assert tracker.estimate_ms(16, now=0.0) == 160.0
+    # A batch of 8 that ran as the profile says is no slowdown: the batch-1 figure stands.
+    for _ in range(40):
+        tracker.observe(80.0, batch_size=8, now=0.0)
+    assert tracker.slowdown(now=0.0) == pytest.approx(1.0, abs=0.1)
+    assert tracker.estimate_ms(1, now=0.0) == pytest.approx(10.0, abs=1.0)
+    # Batches twice as slow as profiled (a busy machine) double every estimate.
+    for _ in range(60):
+        tracker.observe(160.0, batch_size=8, now=0.0)
+    assert tracker.estimate_ms(1, now=0.0) == pytest.approx(20.0, rel=0.15)
+
+
 def test_service_time_relaxes_toward_the_profile_without_fresh_observations():
     tracker = ServiceTime()
     tracker.record_profile(1, 20.0)
@@ -214,9 +233,23 @@ def test_service_time_relaxes_toward_the_profile_without_fresh_observations():
         tracker.observe(200.0, now=100.0)
     burst = tracker.estimate_ms(now=100.0)
     assert burst > 150.0
-    half_life = ServiceTime.HALF_LIFE_S
+    half_life = OBSERVATION_HALF_LIFE_S
     assert tracker.estimate_ms(now=100.0 + half_life) == pytest.approx(20 + (burst - 20) / 2)
     assert tracker.estimate_ms(now=100.0 + 20 * half_life) == pytest.approx(20.0, abs=0.01)
+
+
+def test_overhead_follows_requests_and_fades_to_the_unloaded_cost():
+    overhead = Overhead()
+    assert overhead.estimate_ms(now=0.0) == 0.0
+    overhead.observe(5.0, now=0.0)
+    for _ in range(30):  # a contended spell: decoding and resizing take longer
+        overhead.observe(45.0, now=1.0)
+    assert overhead.estimate_ms(now=1.0) > 40.0
+    assert overhead.estimate_ms(now=1.0 + 20 * OBSERVATION_HALF_LIFE_S) == pytest.approx(
+        5.0, abs=0.01)
+    selector = VariantSelector()
+    selector.observe(FAMILY, "a0", infer_ms=10.0, overhead_ms=4.0, batch_size=1)
+    assert selector.overheads[FAMILY].estimate_ms() == pytest.approx(4.0)
 
 
 def test_expected_queue_wait_from_the_batcher_state():

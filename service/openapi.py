@@ -1,0 +1,271 @@
+"""The OpenAPI 3 description of the REST API, served at `GET /openapi.json`.
+
+It is generated from two tables: `OPTIONS`, the options the image endpoints take (in the query,
+as multipart form fields or as JSON keys), and `OPERATIONS`, one row per route with its request
+body kind, options, success schema and the error statuses the core's table can give it. The
+`/v2` rows come from the same loop over the plain and versioned prefixes as `service.oip_rest`.
+A unit test checks that every Starlette route is described and nothing else is; the REST fuzz
+test (schemathesis) generates its requests from this document.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service.core.crops import CROP_SCHEMES
+from service.core.ensemble import METHODS
+from service.frontier_plot import PLOT_FORMATS
+
+OPENAPI_VERSION = "3.0.3"
+
+_STRING = {"type": "string"}
+_NUMBER = {"type": "number"}
+_FLAG = {"type": "boolean"}
+_NAMES = {"type": "string", "description": "a JSON list, or names separated by commas"}
+# Model names and versions: what a path segment can carry unescaped.
+_PATH_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
+
+# name: (schema, description)
+OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "model": (_STRING, "model name (GET /models lists them); default: the default model"),
+    "top_k": ({"type": "integer", "minimum": 1}, "classes returned per image (default 5)"),
+    "timeout_s": ({"type": "number", "minimum": 0.001},
+                  "deadline in seconds: work still queued past it is dropped (504)"),
+    "crops": ({"type": "integer", "enum": list(CROP_SCHEMES)}, "crop scheme"),
+    "models": (_NAMES, "ensemble members"),
+    "ensemble": (_STRING, "a configured ensemble's name"),
+    "weights": (_NAMES, "one weight per member"),
+    "method": ({"type": "string", "enum": list(METHODS)}, "how member probabilities combine"),
+    "family": (_STRING, "model family, e.g. mobilenet_v1"),
+    "latency_budget_ms": (_NUMBER, "the most accurate variant within this latency"),
+    "min_top1": (_NUMBER, "the fastest variant at least this accurate (top-1, percent)"),
+    "allow_untrained": (_FLAG, "let random-init variants be chosen"),
+    "format": ({"type": "string", "enum": ["json", *PLOT_FORMATS]}, "response format"),
+}
+
+
+def _object(required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_PREDICTION = _object(("index", "label", "score"), index={"type": "integer"}, label=_STRING,
+                      score=_NUMBER)
+_TIMING = {"type": "object", "additionalProperties": _NUMBER}
+_TENSOR = _object(("name", "datatype", "shape"), name=_STRING, datatype=_STRING,
+                  shape={"type": "array", "items": {"type": "integer"}},
+                  data={"type": "array", "items": {}}, parameters={"type": "object"})
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _object(("error",), error=_object(("code", "message"), code=_STRING,
+                                               message=_STRING)),
+    "OipError": _object(("error",), error=_STRING, code=_STRING),
+    "Classification": _object(("model", "weights", "predictions", "timing_ms"), model=_STRING,
+                              weights=_STRING, warning=_STRING, timing_ms=_TIMING,
+                              predictions={"type": "array", "items": _PREDICTION},
+                              crops={"type": "integer"}, selection={"type": "object"}),
+    "Batch": _object(("model", "weights", "results"), model=_STRING, weights=_STRING,
+                     results={"type": "array", "items": _ref("Classification")}),
+    "Ensemble": _object(("models", "method", "predictions", "members"),
+                        ensemble={"type": "string", "nullable": True},
+                        models={"type": "array", "items": _STRING}, method=_STRING,
+                        predictions={"type": "array", "items": _PREDICTION},
+                        members={"type": "array", "items": _ref("Classification")}),
+    "Frontier": {"type": "object"},
+    "ModelInfo": _object(("name", "family", "weights", "loaded"), name=_STRING,
+                         family=_STRING, weights=_STRING, loaded=_FLAG),
+    "Models": _object(("default_model", "models"), default_model=_STRING,
+                      models={"type": "array", "items": _ref("ModelInfo")}),
+    "OpenAPI": _object(("openapi", "paths"), openapi=_STRING, paths={"type": "object"}),
+    "ServerMetadata": _object(("name", "version", "extensions"), name=_STRING,
+                              version=_STRING, extensions={"type": "array", "items": _STRING}),
+    "Live": _object(("live",), live=_FLAG),
+    "Ready": _object(("ready",), ready=_FLAG),
+    "ModelReady": _object(("name", "ready"), name=_STRING, ready=_FLAG),
+    "ModelMetadata": _object(("name", "versions", "platform", "inputs", "outputs"),
+                             name=_STRING, platform=_STRING,
+                             versions={"type": "array", "items": _STRING},
+                             inputs={"type": "array", "items": _TENSOR},
+                             outputs={"type": "array", "items": _TENSOR}),
+    "RepositoryIndex": {"type": "array", "items": _object(
+        ("name", "version", "state"), name=_STRING, version=_STRING, state=_STRING,
+        reason=_STRING)},
+    "InferRequest": _object(
+        ("inputs",), id=_STRING, parameters={"type": "object"},
+        inputs={"type": "array", "items": _TENSOR},
+        outputs={"type": "array", "items": _object(("name",), name=_STRING,
+                                                   parameters={"type": "object"})}),
+    "InferResponse": _object(("model_name", "outputs"), model_name=_STRING,
+                             model_version=_STRING, id=_STRING, parameters={"type": "object"},
+                             outputs={"type": "array", "items": _TENSOR}),
+}
+
+STATUS_TEXT = {200: "OK", 400: "Invalid request (or, for OIP readiness, not ready)",
+               401: "Missing or invalid API key (when keys are configured)",
+               404: "No such model, or no weights for it", 413: "Body or image too large",
+               422: "No variant fits the budget", 503: "Overloaded (see Retry-After) or "
+               "model not ready", 504: "Deadline passed while queued"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    ok: str  # schema name of the 200 response
+    body: str | None = None  # "images", "image", "json" or "infer"
+    options: tuple[str, ...] = ()
+    errors: tuple[int, ...] = (400,)
+    oip: bool = False  # OIP error bodies
+
+
+_IMAGE_ERRORS = (400, 404, 413, 503, 504)
+_CLASSIFY = ("model", "top_k", "timeout_s")
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("post", "/classify", "Classify one image", "Classification", "image",
+              _CLASSIFY, _IMAGE_ERRORS),
+    Operation("post", "/classify_batch", "Classify several images as one batch", "Batch",
+              "images", _CLASSIFY, _IMAGE_ERRORS),
+    Operation("post", "/multicrop", "Classify one image averaged over crops",
+              "Classification", "image", (*_CLASSIFY, "crops"), _IMAGE_ERRORS),
+    Operation("post", "/ensemble", "Classify one image with several models combined",
+              "Ensemble", "image", ("models", "ensemble", "weights", "method", "top_k",
+                                    "crops", "timeout_s"), _IMAGE_ERRORS),
+    Operation("post", "/select", "Classify with the family variant that fits a budget",
+              "Classification", "image", ("family", "latency_budget_ms", "min_top1", "top_k",
+                                          "allow_untrained", "timeout_s"),
+              (*_IMAGE_ERRORS, 422)),
+    Operation("get", "/frontier", "A family's accuracy/latency frontier", "Frontier",
+              options=("family", "format", "allow_untrained"), errors=(400, 404, 503)),
+    Operation("get", "/models", "Every registry model and its state", "Models", errors=()),
+    Operation("post", "/models", "Every registry model and its state", "Models", errors=()),
+    Operation("get", "/models/{name}", "One model's description", "ModelInfo",
+              errors=(404,)),
+    Operation("get", "/openapi.json", "This document", "OpenAPI", errors=()),
+    Operation("get", "/v2", "OIP server metadata", "ServerMetadata", errors=(), oip=True),
+    Operation("get", "/v2/health/live", "OIP liveness", "Live", errors=(), oip=True),
+    Operation("get", "/v2/health/ready", "OIP readiness (400 when not ready)", "Ready",
+              errors=(400,), oip=True),
+    Operation("post", "/v2/repository/index", "OIP model repository index",
+              "RepositoryIndex", "json", errors=(400, 413), oip=True),
+    *(operation for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+      for operation in (
+          Operation("get", prefix, "OIP model metadata", "ModelMetadata", errors=(404,),
+                    oip=True),
+          Operation("get", f"{prefix}/ready", "OIP model readiness (400 when not ready)",
+                    "ModelReady", errors=(400, 404), oip=True),
+          Operation("post", f"{prefix}/infer", "OIP inference", "InferResponse", "infer",
+                    errors=_IMAGE_ERRORS, oip=True))),
+)
+
+
+def _option_schema(name: str) -> dict[str, Any]:
+    schema, description = OPTIONS[name]
+    return {**schema, "description": description}
+
+
+def _request_body(operation: Operation) -> dict[str, Any] | None:
+    if operation.body is None:
+        return None
+    if operation.body == "infer":
+        return {"required": True, "content": {"application/json": {
+            "schema": _ref("InferRequest")}}}
+    if operation.body == "json":
+        return {"required": False, "content": {"application/json": {
+            "schema": _object(ready=_FLAG)}}}
+    options = {name: _option_schema(name) for name in operation.options}
+    binary = {"type": "string", "format": "binary"}
+    base64 = {"type": "string", "format": "byte", "description": "base64 (or a data URL)"}
+    images = ("images",) if operation.body == "images" else ("image",)
+    form = {"image": binary} if operation.body == "image" else {
+        "images": {"type": "array", "items": binary}}
+    json = {"image": base64} if operation.body == "image" else {
+        "images": {"type": "array", "items": base64}}
+    return {"required": True, "content": {
+        "multipart/form-data": {"schema": _object(images, **form, **options)},
+        "application/json": {"schema": _object(images, **json, **options)},
+        "image/jpeg": {"schema": binary},
+        "image/png": {"schema": binary},
+        "application/octet-stream": {"schema": binary},
+    }}
+
+
+def _responses(operation: Operation, auth: bool) -> dict[str, Any]:
+    error = _ref("OipError" if operation.oip else "Error")
+    ok_media = {"application/json": {"schema": _ref(operation.ok)}}
+    if operation.path.endswith("/infer"):  # Triton's binary data extension
+        ok_media["application/octet-stream"] = {"schema": {"type": "string",
+                                                           "format": "binary"}}
+    if operation.path == "/frontier":
+        ok_media.update({media: {"schema": {"type": "string", "format": "binary"}}
+                         for media in PLOT_FORMATS.values()})
+    responses: dict[str, Any] = {"200": {"description": STATUS_TEXT[200], "content": ok_media}}
+    for status in sorted({*operation.errors, *((401,) if auth else ())}):
+        schema = error
+        if status == 400 and operation.path.endswith("ready"):  # not ready: still a body
+            schema = {"anyOf": [_ref("Ready" if operation.path.startswith("/v2/health")
+                                     else "ModelReady"), error]}
+        responses[str(status)] = {"description": STATUS_TEXT[status],
+                                  "content": {"application/json": {"schema": schema}}}
+    return responses
+
+
+def _operation(operation: Operation, auth: bool) -> dict[str, Any]:
+    parameters = [{"name": name, "in": "path", "required": True, "schema": _PATH_NAME}
+                  for name in re.findall(r"{(\w+)}", operation.path)]
+    parameters += [{"name": name, "in": "query", "required": False,
+                    "schema": _option_schema(name)}
+                   for name in operation.options]
+    spec: dict[str, Any] = {
+        "summary": operation.summary,
+        "operationId": f"{operation.method}_{re.sub(r'[^a-z0-9]+', '_', operation.path)}"
+                       .rstrip("_"),
+        "responses": _responses(operation, auth),
+    }
+    if parameters:
+        spec["parameters"] = parameters
+    body = _request_body(operation)
+    if body is not None:
+        spec["requestBody"] = body
+    return spec
+
+
+@functools.cache
+def openapi_schema(auth: bool = False) -> dict[str, Any]:
+    """The document; with `auth`, the key schemes and 401s (the open paths are not routes of
+    this API: BentoML serves /livez, /readyz and /metrics)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation, auth)
+    document: dict[str, Any] = {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "ConvZoo", "version": "1",
+                 "description": "Image classification with classic CNNs (REST; gRPC speaks "
+                                "the Open Inference Protocol on its own port)."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
+    if auth:
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
+        document["security"] = [{"bearer": []}, {"apiKey": []}]
+    return document
+
+
+async def openapi_document(request: Request) -> JSONResponse:
+    config = request.app.state.core.config
+    return JSONResponse(openapi_schema(auth=bool(config.api_keys or config.api_keys_file)))

@@ -12,8 +12,10 @@ parameters. Spec: https://github.com/kserve/open-inference-protocol
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import json
 import math
 import struct
 from collections.abc import Iterable
@@ -52,9 +54,16 @@ CONTENTS_FIELDS = {
     "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-# ConvZoo features that OIP does not reach yet: say so rather than silently ignore them.
-REST_ONLY_PARAMETERS = ("crops", "models", "ensemble", "method", "weights", "family",
-                        "latency_budget_ms", "min_top1")
+# ConvZoo's composite features over OIP: multi-crop is the `crops` parameter of any model;
+# ensembles and selection are the pseudo-models "ensemble" and "select" (docs/grpc_oip.md).
+ENSEMBLE_MODEL = "ensemble"
+SELECT_MODEL = "select"
+CALL_PARAMETERS = {
+    None: ("top_k", "crops"),
+    ENSEMBLE_MODEL: ("top_k", "crops", "models", "ensemble", "method", "weights"),
+    SELECT_MODEL: ("top_k", "family", "latency_budget_ms", "min_top1", "allow_untrained"),
+}
+CONVZOO_PARAMETERS = frozenset(p for names in CALL_PARAMETERS.values() for p in names)
 _LENGTH = struct.Struct("<I")
 
 
@@ -78,6 +87,9 @@ class ClassifyCall:
     outputs: list[str]
     images: list[bytes] | None = None
     pixels: np.ndarray | None = None
+    # "multicrop", "ensemble" or "select" with its keyword arguments; None: plain classify.
+    composite: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # --- raw encodings -----------------------------------------------------------------------
@@ -249,19 +261,23 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
                   parameters: dict[str, Any], outputs: list[str]) -> ClassifyCall:
     """Checks a ModelInfer request against the signature (before any work) and says what to
     run; `outputs` are the requested output names, none meaning all of them."""
-    if model:
+    pseudo_model = model if model in (ENSEMBLE_MODEL, SELECT_MODEL) else None
+    if model and not pseudo_model:
         core.spec(model)  # an unknown model is NOT_FOUND, whatever else is wrong
+    if model:
         _check_version(model, version)
     outputs = list(dict.fromkeys(outputs)) or list(OUTPUT_DATATYPES)
     unknown_outputs = [n for n in outputs if n not in OUTPUT_DATATYPES]
     if unknown_outputs:
         raise InvalidArgument(f"unknown output(s) {unknown_outputs}; outputs are "
                               f"{', '.join(OUTPUT_DATATYPES)}")
-    for key in REST_ONLY_PARAMETERS:
-        if key in parameters:
-            raise InvalidArgument(f"parameter {key!r} is not served over the Open Inference "
-                                  "Protocol yet; use the REST endpoints /multicrop, /ensemble "
-                                  "or /select")
+    allowed = CALL_PARAMETERS[pseudo_model]
+    misplaced = sorted(k for k in parameters if k in CONVZOO_PARAMETERS and k not in allowed)
+    if misplaced:
+        raise InvalidArgument(f"parameter(s) {misplaced} do not apply to model "
+                              f"{model or '(default)'}; it takes {', '.join(allowed)} "
+                              f"(ensembles: model {ENSEMBLE_MODEL!r}, selection: model "
+                              f"{SELECT_MODEL!r})")
     top_k = parameters.get("top_k", DEFAULT_TOP_K)
     if isinstance(top_k, bool):
         raise InvalidArgument(f"top_k must be an integer, got {top_k!r}")
@@ -276,17 +292,57 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
     expected = "BYTES" if tensor.name == IMAGE else "FP32"
     if tensor.datatype != expected:
         raise InvalidArgument(f"input {tensor.name} must be {expected}, got {tensor.datatype}")
+    composite, options = _composite(pseudo_model, parameters)
     if tensor.name == IMAGE:
         return ClassifyCall(model or None, top_k, outputs,
-                            images=[bytes(e) for e in tensor.data.ravel()])
+                            images=[bytes(e) for e in tensor.data.ravel()],
+                            composite=composite, options=options)
+    if composite:
+        raise InvalidArgument(f"{composite} takes encoded images ({IMAGE}), not {PIXELS}: "
+                              "each member or crop has its own preprocessing")
     return ClassifyCall(model or None, top_k, outputs, pixels=tensor.data)
+
+
+def _composite(pseudo_model: str | None, parameters: dict[str, Any]
+               ) -> tuple[str | None, dict[str, Any]]:
+    """Which composite call the parameters ask for, with its keyword arguments."""
+    def listed(key: str) -> list[str] | None:
+        value = parameters.get(key)
+        return None if value is None else [v.strip() for v in str(value).split(",") if v.strip()]
+
+    if pseudo_model == ENSEMBLE_MODEL:
+        return "ensemble", {"models": listed("models"), "ensemble": parameters.get("ensemble"),
+                            "weights": listed("weights"), "method": parameters.get("method"),
+                            "crops": parameters.get("crops", 1)}
+    if pseudo_model == SELECT_MODEL:
+        if "family" not in parameters:
+            raise InvalidArgument("model 'select' needs the parameter 'family'")
+        return "select", {key: parameters[key] for key in
+                          ("family", "latency_budget_ms", "min_top1", "allow_untrained")
+                          if key in parameters}
+    if "crops" in parameters:
+        return "multicrop", {"crops": parameters["crops"]}
+    return None, {}
 
 
 async def run(core: InferenceCore, call: ClassifyCall, deadline: float | None
               ) -> list[dict[str, Any]]:
     if call.pixels is not None:
         return await core.classify_pixels(call.model, call.pixels, call.top_k, deadline)
-    return await core.classify(call.model, call.images or [], call.top_k, deadline)
+    if call.composite is None:
+        return await core.classify(call.model, call.images or [], call.top_k, deadline)
+    images = call.images or []
+    core.check_image_count(len(images))
+
+    async def one(image: bytes) -> dict[str, Any]:
+        if call.composite == "multicrop":
+            return await core.multicrop(call.model, image, call.options["crops"], call.top_k,
+                                        deadline)
+        if call.composite == "ensemble":
+            return await core.ensemble(image, k=call.top_k, deadline=deadline, **call.options)
+        return await core.select(image, k=call.top_k, deadline=deadline, **call.options)
+
+    return list(await asyncio.gather(*(one(image) for image in images)))
 
 
 def output_tensors(results: list[dict[str, Any]], names: list[str]) -> list[Tensor]:
@@ -314,6 +370,12 @@ def response_parameters(results: list[dict[str, Any]]) -> dict[str, Any]:
     parameters: dict[str, Any] = {"weights": first["weights"]}
     if first.get("warning"):
         parameters["warning"] = first["warning"]
+    # Composite calls: what was chosen or combined, as JSON (OIP parameters are scalars).
+    for key in ("crops", "members", "selection"):
+        if key in first:
+            parameters[key] = first[key] if key == "crops" else json.dumps(first[key])
+    if "selection" in first:
+        parameters["chosen"] = first["selection"]["chosen"]
     for stage, value in first.get("timing_ms", {}).items():
         parameters[f"timing_ms.{stage}"] = value
     return parameters

@@ -120,7 +120,8 @@ async def infer(request: Request, core: InferenceCore) -> Response:
                                    codec.parameters_from_json(payload), outputs)
         results = await codec.run(core, call, None)
         body, binary_out = codec.infer_response_to_json(
-            results[0]["model"], payload.get("id"), codec.output_tensors(results, call.outputs),
+            call.model or results[0]["model"], payload.get("id"),
+            codec.output_tensors(results, call.outputs),
             codec.response_parameters(results), binary_outputs)
     header = json.dumps(body, separators=(",", ":")).encode()
     if not binary_out:

@@ -506,7 +506,8 @@ class InferenceCore:
         specs = registry.family(family) if isinstance(family, str) else []
         if not specs:
             families = sorted({s.family for s in registry.all_specs().values()})
-            raise InvalidArgument(f"unknown family {family!r}; families: {', '.join(families)}",
+            what = f"unknown family {family!r}" if family else "no family given"
+            raise InvalidArgument(f"{what}; families: {', '.join(families)}",
                                   valid_families=families)
         return specs
 

@@ -85,7 +85,8 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                                        [output.name for output in request.outputs])
             results = await codec.run(self.core, call, deadline(context))
             return codec.infer_response_to_proto(
-                results[0]["model"], request.id, codec.output_tensors(results, call.outputs),
+                call.model or results[0]["model"], request.id,
+                codec.output_tensors(results, call.outputs),
                 codec.response_parameters(results), raw=bool(request.raw_input_contents))
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,

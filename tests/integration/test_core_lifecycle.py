@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
+from clients._proto import grpc_predict_v2_pb2 as pb
+from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.config import load_config
 from service.core.inference import InferenceCore
 from tests.integration.conftest import ROOT, start_server, stop_server
@@ -31,6 +34,20 @@ async def test_least_recently_used_idle_model_is_evicted_under_the_memory_budget
         assert set(core.engines) == {"efficientnet_lite0", "efficientnet_lite1"}
         info = core.model_info("lenet5")
         assert info["loaded"] is False and info["weights"] == "pretrained"
+    finally:
+        await core.close()
+
+
+async def test_models_outside_the_start_up_list_load_on_first_use(tmp_path, cat_jpeg):
+    config = load_config(tmp_path / "none.yaml", default_model="lenet5",
+                         startup_models=("lenet5",))
+    core = InferenceCore(config)
+    try:
+        await core.start()
+        assert set(core.engines) == {"lenet5"} and core.ready
+        result = await core.classify("efficientnet_lite0", [cat_jpeg], 3)
+        assert result[0]["model"] == "efficientnet_lite0"
+        assert core.model_info("efficientnet_lite0")["loaded"] is True
     finally:
         await core.close()
 
@@ -106,5 +123,21 @@ def test_corrupt_stored_model_is_refused_and_reported_while_others_serve(
         served = httpx.post(server.http_url + "/classify", content=cat_jpeg,
                             headers={"content-type": "image/jpeg"})
         assert served.status_code == 200
+        # gRPC says the same: not ready, lenet5 not ready, efficientnet_lite0 ready and serving
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
+            ready = {name: stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=10).ready
+                     for name in ("lenet5", "efficientnet_lite0")}
+            assert ready == {"lenet5": False, "efficientnet_lite0": True}
+            request = pb.ModelInferRequest(model_name="efficientnet_lite0")
+            request.inputs.add(name="IMAGE", datatype="BYTES", shape=[1]
+                               ).contents.bytes_contents.append(cat_jpeg)
+            assert stub.ModelInfer(request, timeout=30).model_name == "efficientnet_lite0"
+            request.model_name = "lenet5"
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ModelInfer(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "corrupt" in info.value.details()
     finally:
         stop_server(server)

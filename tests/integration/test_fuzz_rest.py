@@ -31,7 +31,8 @@ DELIBERATE = {503: {"overloaded", "not_ready"}, 504: {"deadline_exceeded"}}
 
 
 # The document as the service generates it (the first test checks that the server serves the
-# same one); loaded at collection, so that each operation is a test of its own.
+# same one), loaded at collection so that each operation is a test of its own; schemathesis'
+# lazy `from_fixture` loader, which could read it from the server, fails under pytest 9.
 schema = schemathesis.openapi.from_dict(openapi_schema())
 
 

@@ -85,15 +85,6 @@ def test_health_endpoints(http):
     assert http.get("/readyz").status_code == 200
 
 
-def test_lazy_load_on_first_use(http, cat_jpeg):
-    before = {m["name"]: m for m in http.get("/models").json()["models"]}
-    assert before["efficientnet_lite2"]["loaded"] is False
-    response = http.post("/classify", files={"image": ("c.jpg", cat_jpeg, "image/jpeg")},
-                         data={"model": "efficientnet_lite2"})
-    assert response.status_code == 200
-    assert http.get("/models/efficientnet_lite2").json()["loaded"] is True
-
-
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():

@@ -124,7 +124,9 @@ def test_requested_outputs_keep_their_order_without_duplicates():
     ("lenet5", "two", {}, [], InvalidArgument, "exactly one input"),
     ("lenet5", "mask", {}, [], InvalidArgument, r"unknown input\(s\) \['MASK'\]"),
     ("lenet5", "image-as-fp32", {}, [], InvalidArgument, "IMAGE must be BYTES, got FP32"),
-    ("lenet5", "image", {"crops": 10}, [], InvalidArgument, "'crops' is not served"),
+    ("lenet5", "image", {"family": "resnet"}, [], InvalidArgument, "do not apply to model"),
+    ("ensemble", "pixels", {"models": "a,b"}, [], InvalidArgument, "takes encoded images"),
+    ("select", "image", {}, [], InvalidArgument, "needs the parameter 'family'"),
     ("lenet5", "image", {"top_k": True}, [], InvalidArgument, "top_k must be an integer"),
 ])
 def test_classify_call_refuses_what_the_signature_does_not_allow(model, inputs, parameters,

@@ -136,6 +136,8 @@ def test_classify_call_refuses_what_the_signature_does_not_allow(model, inputs, 
         "two": [image_tensor(b"a"), codec.Tensor("PIXELS", "FP32", (1,), np.zeros(1))],
         "mask": [codec.Tensor("MASK", "FP32", (1,), np.zeros(1))],
         "image-as-fp32": [codec.Tensor("IMAGE", "FP32", (1,), np.zeros(1, np.float32))],
+        "pixels": [codec.Tensor("PIXELS", "FP32", (1, 3, 8, 8),
+                                np.zeros((1, 3, 8, 8), np.float32))],
     }[inputs]
     if error is None:
         assert codec.classify_call(FakeCore(), model, "", tensors, parameters, outputs)

@@ -189,14 +189,12 @@ def _request_body(operation: Operation) -> dict[str, Any] | None:
     options = {name: _option_schema(name) for name in operation.options}
     binary = {"type": "string", "format": "binary"}
     base64 = {"type": "string", "format": "byte", "description": "base64 (or a data URL)"}
-    images = ("images",) if operation.body == "images" else ("image",)
-    form = {"image": binary} if operation.body == "image" else {
-        "images": {"type": "array", "items": binary}}
-    json = {"image": base64} if operation.body == "image" else {
-        "images": {"type": "array", "items": base64}}
+    field = operation.body  # "image" (exactly one) or "images" (one or more)
+    form = {field: binary if field == "image" else {"type": "array", "items": binary}}
+    json = {field: base64 if field == "image" else {"type": "array", "items": base64}}
     return {"required": True, "content": {
-        "multipart/form-data": {"schema": _object(images, **form, **options)},
-        "application/json": {"schema": _object(images, **json, **options)},
+        "multipart/form-data": {"schema": _object((field,), **form, **options)},
+        "application/json": {"schema": _object((field,), **json, **options)},
         "image/jpeg": {"schema": binary},
         "image/png": {"schema": binary},
         "application/octet-stream": {"schema": binary},

@@ -20,6 +20,7 @@ from service.core.inference import InferenceCore
 from service.grpc import GrpcServer
 from service.oip_rest import oip_routes
 from service.rest import create_app
+from service.traffic import install as install_cancelling_timeout
 
 log = logging.getLogger("convzoo")
 
@@ -57,3 +58,6 @@ class ConvZoo:
 # Outside our mounted app, so that BentoML's own routes (/docs.json, /schema.json, ...) are
 # guarded too; the middleware reads the configuration when the worker builds the app.
 ConvZoo.add_asgi_middleware(ApiKeyMiddleware)
+# Before the worker builds the app: BentoML's own timeout holds each request's memory for the
+# whole traffic timeout (see service/traffic.py).
+install_cancelling_timeout()

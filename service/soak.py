@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("rest_classify", "grpc_infer", "rest_batch", "grpc_batch")
 WORKER_MODULE = "_bentoml_impl.worker.service"
 SOAK_CONFIG = {
     "default_model": "efficientnet_lite0",
@@ -116,7 +117,7 @@ def _images() -> tuple[bytes, list[bytes]]:
 
 
 async def _load(http_url: str, grpc_target: str, seconds: float, concurrency: int,
-                result: SoakResult) -> None:
+                result: SoakResult, only: tuple[str, ...] = ()) -> None:
     import grpc
     import httpx
 
@@ -155,6 +156,9 @@ async def _load(http_url: str, grpc_target: str, seconds: float, concurrency: in
 
     kinds = [("rest_classify", rest_one, "rest"), ("grpc_infer", grpc_one, "grpc"),
              ("rest_batch", rest_batch, "rest"), ("grpc_batch", grpc_batch, "grpc")]
+    kinds = [kind for kind in kinds if not only or kind[0] in only]
+    if not kinds:
+        raise ValueError(f"no request kind among {only}; kinds: {', '.join(KINDS)}")
     counts: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
 
@@ -202,14 +206,15 @@ async def _sample_rss(serve_pid: int, result: SoakResult, sample_s: float,
 
 
 async def soak_server(http_url: str, grpc_target: str, serve_pid: int, seconds: float,
-                      concurrency: int = 4, sample_s: float = 3.0) -> SoakResult:
+                      concurrency: int = 4, sample_s: float = 3.0,
+                      only: tuple[str, ...] = ()) -> SoakResult:
     """Soak an already running server; RSS comes from `serve_pid`'s worker process."""
     result = SoakResult(seconds=seconds)
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample_rss(serve_pid, result, sample_s, stop))
     started = time.monotonic()
     try:
-        await _load(http_url, grpc_target, seconds, concurrency, result)
+        await _load(http_url, grpc_target, seconds, concurrency, result, only)
     finally:
         stop.set()
         await sampler
@@ -218,7 +223,7 @@ async def soak_server(http_url: str, grpc_target: str, serve_pid: int, seconds: 
 
 
 def run_soak(minutes: float, concurrency: int = 4, sample_s: float = 3.0,
-             workdir: Path | None = None) -> SoakResult:
+             workdir: Path | None = None, only: tuple[str, ...] = ()) -> SoakResult:
     """Start a server of the soak's own, soak it, stop it."""
     from tests.integration.conftest import start_server, stop_server
 
@@ -227,7 +232,7 @@ def run_soak(minutes: float, concurrency: int = 4, sample_s: float = 3.0,
         try:
             return asyncio.run(soak_server(server.http_url, server.grpc_target,
                                            server.process.pid, minutes * 60, concurrency,
-                                           sample_s))
+                                           sample_s, only))
         finally:
             stop_server(server)
 
@@ -237,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", default="",
+                        help=f"comma-separated request kinds to send ({', '.join(KINDS)}); "
+                             "default: all, in turn")
     parser.add_argument("--sample-seconds", type=float, default=3.0)
     parser.add_argument("--rss-tolerance", type=float, default=0.10,
                         help="allowed last-third vs middle-third RSS change (fraction)")
@@ -244,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # As `make`: the model store inside the checkout unless one is given.
     os.environ.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
-    result = run_soak(args.minutes, args.concurrency, args.sample_seconds)
+    only = tuple(kind.strip() for kind in args.only.split(",") if kind.strip())
+    result = run_soak(args.minutes, args.concurrency, args.sample_seconds, only=only)
     summary = {"rss_tolerance": args.rss_tolerance, "concurrency": args.concurrency,
                **result.summary(args.rss_tolerance), "rss_samples_mb": result.rss_mb}
     text = json.dumps(summary, indent=2)

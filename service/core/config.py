@@ -1,4 +1,5 @@
-"""Serving configuration: which models load at start-up, backend, batching, limits.
+"""Serving configuration: which models load at start-up, backend, batching, limits, access
+(API keys, gRPC TLS).
 
 Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
 default so an empty file serves the embedded default models.

@@ -93,6 +93,12 @@ def test_a_killed_worker_is_restarted_and_serves_again(fault_server, digit_pngs)
         killed_at = time.monotonic()
         os.kill(old.pid, signal.SIGKILL)
         time.sleep(1.0)  # /readyz must not still be answered by the dead worker
+        # the gRPC port went with the worker: refused, not hanging, until the new one is up
+        with grpc.insecure_channel(fault_server.grpc_target) as channel, \
+                pytest.raises(grpc.RpcError) as down:
+            pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(),
+                                                                 timeout=5)
+        assert down.value.code() == grpc.StatusCode.UNAVAILABLE
         ready_at = wait_ready(url, RECOVERY_TIMEOUT_S)
         time.sleep(1.5)
     new = worker_process(fault_server.process.pid)

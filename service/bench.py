@@ -143,7 +143,7 @@ def served_figures(name: str, best_batch: int, concurrency: int, seconds: float)
     import httpx
 
     from model_store import registry
-    from tests.integration.conftest import start_server, stop_server
+    from service.launch import start_server, stop_server
 
     spec = registry.get(name)
     workdir = BENCH_HOME / "server"

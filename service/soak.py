@@ -225,7 +225,7 @@ async def soak_server(http_url: str, grpc_target: str, serve_pid: int, seconds: 
 def run_soak(minutes: float, concurrency: int = 4, sample_s: float = 3.0,
              workdir: Path | None = None, only: tuple[str, ...] = ()) -> SoakResult:
     """Start a server of the soak's own, soak it, stop it."""
-    from tests.integration.conftest import start_server, stop_server
+    from service.launch import start_server, stop_server
 
     with tempfile.TemporaryDirectory(prefix="convzoo-soak-") as scratch:
         server = start_server(workdir or Path(scratch), SOAK_CONFIG)

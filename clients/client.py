@@ -87,8 +87,11 @@ class _Options:
         return self.timeout if timeout is _UNSET else timeout
 
 
-class ConvZooClient:
-    """Blocking client. Use as a context manager, or call `close()`."""
+class _ClientBase:
+    """Options and transport, built the same way for the blocking and the asyncio client."""
+
+    _rest_transport: type
+    _grpc_transport: type
 
     def __init__(self, url: str | None = None, *, transport: Transport = "rest",
                  timeout: float | None = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
@@ -99,9 +102,16 @@ class ConvZooClient:
                                 api_key, max_message_bytes)
         o = self.options
         self._transport = (
-            RestTransport(o.url, o.headers, o.verify) if transport == "rest"
-            else GrpcTransport(o.url, o.metadata, o.tls, o.root_certificates,
-                               o.max_message_bytes))
+            self._rest_transport(o.url, o.headers, o.verify) if transport == "rest"
+            else self._grpc_transport(o.url, o.metadata, o.tls, o.root_certificates,
+                                      o.max_message_bytes))
+
+
+class ConvZooClient(_ClientBase):
+    """Blocking client. Use as a context manager, or call `close()`."""
+
+    _rest_transport = RestTransport
+    _grpc_transport = GrpcTransport
 
     def _run(self, operation: Operation[T], timeout: float | None) -> T:
         return run_sync(operation, self._transport.send, self.options.retry, timeout)
@@ -155,22 +165,12 @@ class ConvZooClient:
         self.close()
 
 
-class AsyncConvZooClient:
+class AsyncConvZooClient(_ClientBase):
     """asyncio client, the same methods as `ConvZooClient` as coroutines. Use as an async
     context manager, or await `close()`."""
 
-    def __init__(self, url: str | None = None, *, transport: Transport = "rest",
-                 timeout: float | None = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
-                 tls: bool = False, root_certificates: bytes | str | Path | None = None,
-                 verify: Any = True, api_key: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self.options = _Options(url, transport, timeout, retry, tls, root_certificates, verify,
-                                api_key, max_message_bytes)
-        o = self.options
-        self._transport = (
-            AsyncRestTransport(o.url, o.headers, o.verify) if transport == "rest"
-            else AsyncGrpcTransport(o.url, o.metadata, o.tls, o.root_certificates,
-                                    o.max_message_bytes))
+    _rest_transport = AsyncRestTransport
+    _grpc_transport = AsyncGrpcTransport
 
     async def _run(self, operation: Operation[T], timeout: float | None) -> T:
         return await run_async(operation, self._transport.send, self.options.retry, timeout)

@@ -93,7 +93,9 @@ class RestProtocol:
 
 # --- gRPC (Open Inference Protocol) ------------------------------------------------------
 
-def _set_parameter(target: Any, key: str, value: Any) -> None:
+def set_parameter(target: Any, key: str, value: Any) -> None:
+    """A Python value into an OIP InferParameter map entry (lists as comma-separated text).
+    The service's codec writes its response parameters with it too."""
     if isinstance(value, bool):
         target[key].bool_param = value
     elif isinstance(value, int):
@@ -113,7 +115,7 @@ def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
     tensor.contents.bytes_contents.extend(images)
     for key, value in parameters.items():
         if value is not None:
-            _set_parameter(request.parameters, key, value)
+            set_parameter(request.parameters, key, value)
     return request
 
 

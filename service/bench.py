@@ -1,20 +1,27 @@
 """`make bench`: raw backend throughput against served throughput, in one run.
 
-For each model it measures, on this machine:
-- raw: ONNX Runtime on preprocessed batches (no HTTP, no decoding), images/s at each batch
-  size, and the best of them; single-image latency (median);
-- served: a real server process (`bentoml serve`, the model's batcher at the best batch size)
-  under concurrent REST load of real JPEG photos (decoding, preprocessing, HTTP included),
-  images/s, and single-request latency (median, sequential requests); then the same load over
-  gRPC (OIP ModelInfer with the JPEG as a raw BYTES input);
-- and the ratios served/raw. Random weights are fine for speed (resnet50 is imported
-  random-init into a store of the benchmark's own, `.bentoml-bench`).
+For each model, on this machine:
+- raw: the backend the server would build (same ONNX Runtime settings) on preprocessed
+  batches, no HTTP and no decoding: images/s at each batch size and the best of them;
+- served: a real server process (`bentoml serve`, the model's batcher at that best batch
+  size, no added delay) under concurrent load of a real JPEG photo (decoding, preprocessing,
+  HTTP included) over REST and over gRPC (OIP ModelInfer, the JPEG as a raw BYTES input);
+- single-request latency: one REST request at a time over a kept-alive connection, against
+  one raw batch-1 run of the same photo, preprocessed.
+
+This machine's speed drifts by tens of percent from minute to minute (a shared virtual
+machine), so raw and served runs alternate: `--rounds` rounds of raw, REST and gRPC, and the
+ratios are of the medians; latency pairs alternate raw and served one by one. The load
+generator (aiohttp, about 0.5 ms of CPU a request) runs on the same cores as the server.
+Random weights are fine for speed (resnet50 is imported random-init into a store of the
+benchmark's own, `.bentoml-bench`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import io
 import json
 import os
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -31,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_HOME = ROOT / ".bentoml-bench"
 
 
-def ensure_models(models: list[str]) -> None:
-    """Import the benchmark's models into its own store: real weights where offline, else
+def ensure_models(models: list[str], home: Path) -> None:
+    """Import the benchmark's models into its store: real weights where offline, else
     random-init (marked so)."""
-    os.environ["BENTOML_HOME"] = str(BENCH_HOME)
+    os.environ["BENTOML_HOME"] = str(home)
     from model_store import registry, store
 
     present = store.stored_status()
@@ -44,7 +52,7 @@ def ensure_models(models: list[str]) -> None:
         spec = registry.get(name)
         args = ["pull", name] + ([] if spec.offline_source else ["--random-init"])
         subprocess.run([sys.executable, "-m", "model_store", *args], cwd=ROOT, check=True,
-                       env={**os.environ, "BENTOML_HOME": str(BENCH_HOME)})
+                       env={**os.environ, "BENTOML_HOME": str(home)})
 
 
 def photo_jpeg(size: int) -> bytes:
@@ -60,51 +68,55 @@ def photo_jpeg(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def raw_figures(name: str, batch_sizes: list[int], seconds: float) -> dict:
-    from model_store import registry, store
-    from service.core.backends import OnnxRuntimeBackend
+class RawModel:
+    """The model as the server runs it, minus everything around it."""
 
-    spec = registry.get(name)
-    backend = OnnxRuntimeBackend(store.find(name), device="auto")
-    shape = (spec.input.channels, spec.input.size, spec.input.size)
-    throughput = {}
-    for size in batch_sizes:
-        batch = np.random.default_rng(0).standard_normal((size, *shape)).astype(np.float32)
-        backend.run(batch)
+    def __init__(self, name: str):
+        from model_store import registry, store
+        from service.core.backends import create_backend
+        from service.core.config import ServingConfig
+
+        config = ServingConfig()  # the bench's servers run on these defaults too
+        self.spec = registry.get(name)
+        self.backend = create_backend(config.backend, store.find(name), config.device,
+                                      config.threads, config.intra_op_spinning)
+        self.shape = (self.spec.input.channels, self.spec.input.size, self.spec.input.size)
+
+    def throughput(self, batch_size: int, seconds: float) -> float:
+        batch = np.random.default_rng(0).standard_normal(
+            (batch_size, *self.shape)).astype(np.float32)
+        self.backend.run(batch)
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            backend.run(batch)
-            count += size
-        throughput[size] = count / (time.perf_counter() - started)
-    one = np.zeros((1, *shape), np.float32)
-    latencies = []
-    for _ in range(30):
-        t0 = time.perf_counter()
-        backend.run(one)
-        latencies.append((time.perf_counter() - t0) * 1000)
-    best = max(throughput, key=throughput.get)
-    return {"images_per_s_by_batch": {str(k): round(v, 1) for k, v in throughput.items()},
-            "best_batch": best, "best_images_per_s": round(throughput[best], 1),
-            "single_latency_ms": round(statistics.median(latencies), 2),
-            "providers": backend.providers}
+            self.backend.run(batch)
+            count += batch_size
+        return count / (time.perf_counter() - started)
+
+    def photo_tensor(self, jpeg: bytes) -> np.ndarray:
+        from model_store.transforms import preprocess
+        from service.core.decoding import decode_image
+
+        return preprocess(decode_image(jpeg), self.spec.input)[None]
 
 
-async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[int, int]:
-    import httpx
+async def _rest_load(url: str, body: bytes, concurrency: int, seconds: float
+                     ) -> tuple[int, int]:
+    import aiohttp
 
     ok = failed = 0
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(
-            max_connections=concurrency)) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
         async def worker() -> None:
             nonlocal ok, failed
             while time.perf_counter() < deadline:
-                response = await client.post(url, content=body,
-                                             headers={"content-type": "image/jpeg"})
-                if response.status_code == 200:
-                    ok += 1
-                else:
-                    failed += 1
+                async with session.post(url, data=body,
+                                        headers={"content-type": "image/jpeg"}) as response:
+                    await response.read()
+                    if response.status == 200:
+                        ok += 1
+                    else:
+                        failed += 1
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return ok, failed
 
@@ -139,47 +151,99 @@ async def _grpc_load(target: str, model: str, body: bytes, concurrency: int, sec
     return ok, failed
 
 
-def served_figures(name: str, best_batch: int, concurrency: int, seconds: float) -> dict:
-    import httpx
+def _timed(load) -> tuple[float, int]:
+    started = time.perf_counter()
+    ok, failed = asyncio.run(load)
+    return ok / (time.perf_counter() - started), failed
 
-    from model_store import registry
+
+class _KeptAliveClient:
+    """One HTTP/1.1 connection, reused: what a latency-minded client does."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.path = parts.path
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+    def post(self, body: bytes) -> dict:
+        self.connection.request("POST", self.path, body=body,
+                                headers={"content-type": "image/jpeg"})
+        response = self.connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
+        return json.loads(payload)
+
+
+def single_latency(raw: RawModel, url: str, body: bytes, pairs: int) -> dict:
+    """Medians of raw batch-1 runs and sequential REST requests, taken alternately."""
+    client = _KeptAliveClient(url)
+    tensor = raw.photo_tensor(body)
+    for _ in range(5):
+        raw.backend.run(tensor)
+        client.post(body)
+    raw_ms, served_ms, in_server_ms = [], [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        raw.backend.run(tensor)
+        t1 = time.perf_counter()
+        result = client.post(body)
+        t2 = time.perf_counter()
+        raw_ms.append((t1 - t0) * 1000)
+        served_ms.append((t2 - t1) * 1000)
+        in_server_ms.append(result["timing_ms"]["total"])
+    client.connection.close()
+    raw_median, served_median = statistics.median(raw_ms), statistics.median(served_ms)
+    return {"raw_ms": round(raw_median, 2), "served_ms": round(served_median, 2),
+            "overhead_ms": round(served_median - raw_median, 2),
+            "in_server_total_ms": round(statistics.median(in_server_ms), 2), "pairs": pairs}
+
+
+def bench_model(name: str, batch_sizes: list[int], seconds: float, rounds: int,
+                concurrency: int, workdir: Path) -> dict:
     from service.launch import start_server, stop_server
 
-    spec = registry.get(name)
-    workdir = BENCH_HOME / "server"
-    workdir.mkdir(parents=True, exist_ok=True)
+    raw = RawModel(name)
+    sweep = {size: raw.throughput(size, seconds) for size in batch_sizes}
+    best = max(sweep, key=sweep.get)
     server = start_server(workdir, {
         "default_model": name, "startup_models": [name],
-        "batching": {"max_batch_size": best_batch, "max_delay_ms": 0, "max_queue": 4096}})
+        "batching": {"max_batch_size": best, "max_delay_ms": 0, "max_queue": 4096}})
     try:
-        body = photo_jpeg(spec.input.resize)
+        body = photo_jpeg(raw.spec.input.resize)
         url = server.http_url + "/classify"
-        for _ in range(5):
-            httpx.post(url, content=body, headers={"content-type": "image/jpeg"}, timeout=60)
-        latencies = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            httpx.post(url, content=body, headers={"content-type": "image/jpeg"}, timeout=60)
-            latencies.append((time.perf_counter() - t0) * 1000)
-        batches_before = _batch_totals(server.http_url)
-        started = time.perf_counter()
-        ok, failed = asyncio.run(_load(url, body, concurrency, seconds))
-        elapsed = time.perf_counter() - started
-        batches_rest = _batch_totals(server.http_url)
-        started = time.perf_counter()
-        grpc_ok, grpc_failed = asyncio.run(
-            _grpc_load(server.grpc_target, name, body, concurrency, seconds))
-        grpc_elapsed = time.perf_counter() - started
-        batches_grpc = _batch_totals(server.http_url)
-        return {"images_per_s": round(ok / elapsed, 1), "failed": failed,
-                "concurrency": concurrency,
-                "single_latency_ms": round(statistics.median(latencies), 2),
-                "mean_batch_size": _mean_batch(batches_before, batches_rest),
-                "grpc_images_per_s": round(grpc_ok / grpc_elapsed, 1),
-                "grpc_failed": grpc_failed,
-                "grpc_mean_batch_size": _mean_batch(batches_rest, batches_grpc)}
+        latency = single_latency(raw, url, body, pairs=40)
+        raw_rounds, rest_rounds, grpc_rounds, failed = [], [], [], 0
+        batches = [_batch_totals(server.http_url)]
+        for _ in range(rounds):
+            raw_rounds.append(raw.throughput(best, seconds))
+            rate, failures = _timed(_rest_load(url, body, concurrency, seconds))
+            rest_rounds.append(rate)
+            failed += failures
+            batches.append(_batch_totals(server.http_url))
+            rate, failures = _timed(_grpc_load(server.grpc_target, name, body, concurrency,
+                                               seconds))
+            grpc_rounds.append(rate)
+            failed += failures
+            batches.append(_batch_totals(server.http_url))
     finally:
         stop_server(server)
+    raw_median = statistics.median(raw_rounds)
+    return {
+        "raw": {"images_per_s_by_batch": {str(k): round(v, 1) for k, v in sweep.items()},
+                "best_batch": best, "providers": raw.backend.providers,
+                "rounds_images_per_s": [round(v, 1) for v in raw_rounds],
+                "images_per_s": round(raw_median, 1)},
+        "rest": {"rounds_images_per_s": [round(v, 1) for v in rest_rounds],
+                 "images_per_s": round(statistics.median(rest_rounds), 1),
+                 "ratio": round(statistics.median(rest_rounds) / raw_median, 3),
+                 "mean_batch_size": _mean_batch(batches[0::2], batches[1::2])},
+        "grpc": {"rounds_images_per_s": [round(v, 1) for v in grpc_rounds],
+                 "images_per_s": round(statistics.median(grpc_rounds), 1),
+                 "ratio": round(statistics.median(grpc_rounds) / raw_median, 3),
+                 "mean_batch_size": _mean_batch(batches[1::2], batches[2::2])},
+        "failed_requests": failed, "concurrency": concurrency, "seconds_each": seconds,
+        "single_latency": latency}
 
 
 def _batch_totals(http_url: str) -> tuple[float, float]:
@@ -194,8 +258,20 @@ def _batch_totals(http_url: str) -> tuple[float, float]:
     return total("convzoo_batch_size_sum"), total("convzoo_batch_size_count")
 
 
-def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
-    return round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
+def _mean_batch(befores: list[tuple[float, float]], afters: list[tuple[float, float]]
+                ) -> float:
+    images = sum(a[0] - b[0] for b, a in zip(befores, afters, strict=False))
+    batches = sum(a[1] - b[1] for b, a in zip(befores, afters, strict=False))
+    return round(images / max(batches, 1), 2)
+
+
+def summary_line(name: str, row: dict) -> str:
+    raw, rest, grpc, single = row["raw"], row["rest"], row["grpc"], row["single_latency"]
+    return (f"{name}: raw {raw['images_per_s']} img/s (batch {raw['best_batch']}); REST "
+            f"{rest['images_per_s']} img/s (mean batch {rest['mean_batch_size']}) -> ratio "
+            f"{rest['ratio']}; gRPC {grpc['images_per_s']} img/s -> ratio {grpc['ratio']}; "
+            f"{row['failed_requests']} failed; single request raw {single['raw_ms']} ms, "
+            f"REST {single['served_ms']} ms (+{single['overhead_ms']} ms)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,32 +279,28 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating raw/REST/gRPC rounds; ratios are of the medians")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--home", type=Path, default=BENCH_HOME,
+                        help="BentoML home holding the model store (models are imported "
+                             "into it when missing)")
+    parser.add_argument("--workdir", type=Path,
+                        help="for the server's configuration and log (default: HOME/server)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     models = args.models.split(",")
-    ensure_models(models)
+    ensure_models(models, args.home)
     report = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
               "date": time.strftime("%Y-%m-%d"), "models": {}}
+    workdir = args.workdir or args.home / "server"
+    workdir.mkdir(parents=True, exist_ok=True)
     for name in models:
-        raw = raw_figures(name, [int(b) for b in args.batch_sizes.split(",")], args.seconds)
-        served = served_figures(name, raw["best_batch"], args.concurrency, args.seconds * 2)
-        report["models"][name] = {
-            "raw": raw, "served": served,
-            "throughput_ratio": round(served["images_per_s"] / raw["best_images_per_s"], 3),
-            "grpc_throughput_ratio": round(
-                served["grpc_images_per_s"] / raw["best_images_per_s"], 3),
-            "single_latency_overhead_ms": round(
-                served["single_latency_ms"] - raw["single_latency_ms"], 2)}
-        row = report["models"][name]
-        print(f"{name}: raw {raw['best_images_per_s']} img/s (batch {raw['best_batch']}), "
-              f"served {served['images_per_s']} img/s (mean batch {served['mean_batch_size']},"
-              f" {served['failed']} failed) -> ratio {row['throughput_ratio']}; gRPC "
-              f"{served['grpc_images_per_s']} img/s -> ratio {row['grpc_throughput_ratio']}; "
-              "single latency"
-              f" raw {raw['single_latency_ms']} ms, served {served['single_latency_ms']} ms "
-              f"(+{row['single_latency_overhead_ms']} ms)", flush=True)
+        row = bench_model(name, [int(b) for b in args.batch_sizes.split(",")], args.seconds,
+                          args.rounds, args.concurrency, workdir)
+        report["models"][name] = row
+        print(summary_line(name, row), flush=True)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

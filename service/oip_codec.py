@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from clients._proto import grpc_predict_v2_pb2 as pb
+from clients.protocol import set_parameter
 from model_store import store
 from service.core.errors import InvalidArgument, ModelNotFound
 from service.core.inference import InferenceCore
@@ -390,14 +391,7 @@ def parameters_from_proto(parameters: Any) -> dict[str, Any]:
 
 def parameters_to_proto(values: dict[str, Any], target: Any) -> None:
     for key, value in values.items():
-        if isinstance(value, bool):
-            target[key].bool_param = value
-        elif isinstance(value, int):
-            target[key].int64_param = value
-        elif isinstance(value, float):
-            target[key].double_param = value
-        else:
-            target[key].string_param = str(value)
+        set_parameter(target, key, value)
 
 
 def inputs_from_proto(request: pb.ModelInferRequest) -> list[Tensor]:

@@ -34,6 +34,9 @@ class ServingConfig:
     backend: str = "onnxruntime"  # or "pytorch"
     device: str = "auto"  # "auto" picks CUDA when present
     threads: int | None = None  # intra-op threads per model; None: all cores
+    # ONNX Runtime's intra-op threads busy-wait for work (its own default): worth it only
+    # on cores that do nothing but inference.
+    intra_op_spinning: bool = False
     batching: BatchingConfig = BatchingConfig()
     per_model_batching: dict[str, BatchingConfig] = field(default_factory=dict)
     memory_budget_mb: float = 6144.0  # loaded models beyond this evict the least recent idle one

@@ -190,7 +190,7 @@ class InferenceCore:
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
         backend = create_backend(self.config.backend, stored, self.config.device,
-                                 self.config.threads)
+                                 self.config.threads, self.config.intra_op_spinning)
         # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
         batching = self.config.batching_for(spec.name)
         for size in (1, batching.max_batch_size):
@@ -272,6 +272,8 @@ class InferenceCore:
         metrics.STAGE_LATENCY.labels(spec.name, "preprocess").observe(prep_s)
         timing["decode"] = _ms(decode_s)
         timing["preprocess"] = _ms(prep_s)
+        if len(results) == 1:
+            return results[0][0][None]  # a view: no copy for the common single image
         return np.stack([r[0] for r in results])
 
     async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],

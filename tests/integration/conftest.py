@@ -6,6 +6,8 @@ test` imports beforehand (`python -m model_store pull --if-missing`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -17,6 +19,7 @@ from service.launch import (  # noqa: F401  (re-exported for the test modules)
     start_server,
     stop_server,
 )
+from tests.fixtures.tls import self_signed_certificate
 
 DEFAULT_TEST_CONFIG = {
     "default_model": "efficientnet_lite0",
@@ -34,6 +37,12 @@ def server(tmp_path_factory) -> LiveServer:
     live = start_server(tmp_path_factory.mktemp("server"), DEFAULT_TEST_CONFIG)
     yield live
     stop_server(live)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost, and its key."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

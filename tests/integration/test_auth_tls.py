@@ -1,14 +1,12 @@
 """API keys and TLS on a live server: REST over https (`bentoml serve --ssl-certfile/-keyfile`)
 and gRPC over TLS (`grpc_tls_cert`/`grpc_tls_key`), both asking for a key (`api_keys` and an
 `api_keys_file`), with the SDK and with raw clients; probes stay open, plaintext is refused.
-The certificate is self-signed for this test (the `openssl` command).
+The certificate is self-signed for these tests (`tests/fixtures/tls.py`).
 """
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 
 import grpc
 import httpx
@@ -29,17 +27,10 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory):
+def secured(tmp_path_factory, certificate):
     """A server with keys and TLS on both ports; yields it with the certificate's path."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = certificate
     folder = tmp_path_factory.mktemp("secured")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
     keys_file = folder / "api-keys"
     keys_file.write_text(f"# one key a line\n{FILE_KEY}\n")
     server = start_server(folder, {

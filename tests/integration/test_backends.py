@@ -37,3 +37,13 @@ def test_cpu_machine_uses_the_cpu_provider():
     assert backend.device in ("cpu", "cuda")
     if backend.device == "cpu":
         assert backend.providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_intra_op_spinning_follows_the_configuration(spinning):
+    backend = create_backend("onnxruntime", store.find("lenet5"), "cpu", 2, spinning)
+    options = backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == (
+        "1" if spinning else "0")
+    assert options.intra_op_num_threads == 2
+    assert backend.run(np.zeros((2, 1, 32, 32), np.float32)).shape == (2, 10)

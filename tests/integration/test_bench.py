@@ -1,0 +1,42 @@
+"""`make bench` end to end, shrunk: raw sweep, a real server, REST and gRPC load, latency
+pairs, ratios. Figures are not checked (tests check behaviour, not timings); that every
+figure is there, positive and consistent is."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from service import bench
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_bench_measures_raw_and_served_and_their_ratio(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    home = os.environ["BENTOML_HOME"]  # the test store: lenet5 is there already
+    try:
+        assert bench.main(["--models", "lenet5", "--batch-sizes", "1,4", "--seconds", "0.5",
+                           "--rounds", "2", "--concurrency", "4", "--home", home,
+                           "--workdir", str(tmp_path), "--json", str(output)]) == 0
+    finally:
+        os.environ["BENTOML_HOME"] = home
+    report = json.loads(output.read_text())
+    row = report["models"]["lenet5"]
+    assert set(row["raw"]["images_per_s_by_batch"]) == {"1", "4"}
+    assert row["raw"]["best_batch"] in (1, 4)
+    assert row["failed_requests"] == 0
+    for protocol in ("rest", "grpc"):
+        figures = row[protocol]
+        assert len(figures["rounds_images_per_s"]) == 2
+        assert all(rate > 0 for rate in figures["rounds_images_per_s"])
+        assert figures["ratio"] == pytest.approx(
+            figures["images_per_s"] / row["raw"]["images_per_s"], abs=2e-3)
+        assert 1 <= figures["mean_batch_size"] <= row["raw"]["best_batch"]
+    single = row["single_latency"]
+    assert single["served_ms"] > 0 and single["raw_ms"] > 0
+    assert single["overhead_ms"] == pytest.approx(single["served_ms"] - single["raw_ms"],
+                                                  abs=0.02)
+    assert "lenet5: raw" in capsys.readouterr().out

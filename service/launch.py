@@ -67,10 +67,14 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     # other server running on the same home.
     home = workdir / "bentoml-home"
     home.mkdir(exist_ok=True)
-    store_models = Path(os.environ["BENTOML_HOME"]) / "models"
+    # Absolute: the link is read from the server's home, where a relative path means nothing.
+    store_models = Path(os.environ["BENTOML_HOME"]).resolve() / "models"
     store_models.mkdir(parents=True, exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(store_models, target_is_directory=True)
+    link = home / "models"
+    if link.is_symlink() and link.resolve() != store_models:
+        link.unlink()  # a link to another store, or a dangling one
+    if not link.exists():
+        link.symlink_to(store_models, target_is_directory=True)
     env = {**os.environ, "CONVZOO_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
            "BENTOML_HOME": str(home)}
     with open(log_path, "wb") as log:  # the child keeps its own descriptor

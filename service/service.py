@@ -27,7 +27,14 @@ log = logging.getLogger("convzoo")
 rest_app = create_app(extra_routes=oip_routes())
 
 
-@bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300})
+def tracing_options(http_tracing: bool) -> dict:
+    """BentoML's `tracing` service options: with HTTP tracing off, every URL is excluded,
+    which makes BentoML's OpenTelemetry middleware pass requests straight through."""
+    return {} if http_tracing else {"excluded_urls": [".*"]}
+
+
+@bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300},
+                 tracing=tracing_options(load_config().http_tracing))
 @bentoml.asgi_app(rest_app, path="/")
 class ConvZoo:
     def __init__(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import io
 import json
@@ -214,15 +215,23 @@ def bench_model(name: str, batch_sizes: list[int], seconds: float, rounds: int,
         url = server.http_url + "/classify"
         latency = single_latency(raw, url, body, pairs=40)
         raw_rounds, rest_rounds, grpc_rounds, failed = [], [], [], 0
+        cpu = {"raw": _CpuMeter(), "rest": _CpuMeter(server.process.pid),
+               "grpc": _CpuMeter(server.process.pid)}
         batches = [_batch_totals(server.http_url)]
         for _ in range(rounds):
-            raw_rounds.append(raw.throughput(best, seconds))
-            rate, failures = _timed(_rest_load(url, body, concurrency, seconds))
+            with cpu["raw"].measuring() as meter:
+                raw_rounds.append(raw.throughput(best, seconds))
+                meter.images = raw_rounds[-1] * seconds
+            with cpu["rest"].measuring() as meter:
+                rate, failures = _timed(_rest_load(url, body, concurrency, seconds))
+                meter.images = rate * seconds
             rest_rounds.append(rate)
             failed += failures
             batches.append(_batch_totals(server.http_url))
-            rate, failures = _timed(_grpc_load(server.grpc_target, name, body, concurrency,
-                                               seconds))
+            with cpu["grpc"].measuring() as meter:
+                rate, failures = _timed(_grpc_load(server.grpc_target, name, body,
+                                                   concurrency, seconds))
+                meter.images = rate * seconds
             grpc_rounds.append(rate)
             failed += failures
             batches.append(_batch_totals(server.http_url))
@@ -233,17 +242,58 @@ def bench_model(name: str, batch_sizes: list[int], seconds: float, rounds: int,
         "raw": {"images_per_s_by_batch": {str(k): round(v, 1) for k, v in sweep.items()},
                 "best_batch": best, "providers": raw.backend.providers,
                 "rounds_images_per_s": [round(v, 1) for v in raw_rounds],
-                "images_per_s": round(raw_median, 1)},
+                "images_per_s": round(raw_median, 1),
+                "cpu_ms_per_image": cpu["raw"].own_ms_per_image()},
         "rest": {"rounds_images_per_s": [round(v, 1) for v in rest_rounds],
                  "images_per_s": round(statistics.median(rest_rounds), 1),
                  "ratio": round(statistics.median(rest_rounds) / raw_median, 3),
-                 "mean_batch_size": _mean_batch(batches[0::2], batches[1::2])},
+                 "mean_batch_size": _mean_batch(batches[0::2], batches[1::2]),
+                 **cpu["rest"].served_ms_per_image()},
         "grpc": {"rounds_images_per_s": [round(v, 1) for v in grpc_rounds],
                  "images_per_s": round(statistics.median(grpc_rounds), 1),
                  "ratio": round(statistics.median(grpc_rounds) / raw_median, 3),
-                 "mean_batch_size": _mean_batch(batches[1::2], batches[2::2])},
+                 "mean_batch_size": _mean_batch(batches[1::2], batches[2::2]),
+                 **cpu["grpc"].served_ms_per_image()},
         "failed_requests": failed, "concurrency": concurrency, "seconds_each": seconds,
         "single_latency": latency}
+
+
+class _CpuMeter:
+    """CPU time per image, of this process (the load generator, or raw inference) and of the
+    server's process tree: where the cores went, which throughput alone does not say."""
+
+    def __init__(self, server_pid: int | None = None):
+        self.server_pid = server_pid
+        self.own_s = self.server_s = self.images = 0.0
+
+    def _server_cpu_s(self) -> float:
+        import psutil
+
+        if self.server_pid is None:
+            return 0.0
+        root = psutil.Process(self.server_pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    @contextlib.contextmanager
+    def measuring(self):
+        round_meter = _CpuMeter(self.server_pid)
+        own, server = time.process_time(), self._server_cpu_s()
+        yield round_meter
+        self.own_s += time.process_time() - own
+        self.server_s += self._server_cpu_s() - server
+        self.images += round_meter.images
+
+    def own_ms_per_image(self) -> float:
+        return round(self.own_s * 1000 / max(self.images, 1), 2)
+
+    def served_ms_per_image(self) -> dict:
+        return {"server_cpu_ms_per_image": round(self.server_s * 1000 / max(self.images, 1), 2),
+                "client_cpu_ms_per_image": self.own_ms_per_image()}
 
 
 def _batch_totals(http_url: str) -> tuple[float, float]:
@@ -271,7 +321,10 @@ def summary_line(name: str, row: dict) -> str:
             f"{rest['images_per_s']} img/s (mean batch {rest['mean_batch_size']}) -> ratio "
             f"{rest['ratio']}; gRPC {grpc['images_per_s']} img/s -> ratio {grpc['ratio']}; "
             f"{row['failed_requests']} failed; single request raw {single['raw_ms']} ms, "
-            f"REST {single['served_ms']} ms (+{single['overhead_ms']} ms)")
+            f"REST {single['served_ms']} ms (+{single['overhead_ms']} ms); CPU ms per image: "
+            f"raw {raw['cpu_ms_per_image']}, REST server {rest['server_cpu_ms_per_image']} + "
+            f"load generator {rest['client_cpu_ms_per_image']}, gRPC server "
+            f"{grpc['server_cpu_ms_per_image']} + {grpc['client_cpu_ms_per_image']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=6.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternating raw/REST/gRPC rounds; ratios are of the medians")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--home", type=Path, default=BENCH_HOME,

@@ -35,6 +35,9 @@ def test_bench_measures_raw_and_served_and_their_ratio(tmp_path, capsys):
         assert figures["ratio"] == pytest.approx(
             figures["images_per_s"] / row["raw"]["images_per_s"], abs=2e-3)
         assert 1 <= figures["mean_batch_size"] <= row["raw"]["best_batch"]
+        assert figures["server_cpu_ms_per_image"] > 0
+        assert figures["client_cpu_ms_per_image"] > 0
+    assert row["raw"]["cpu_ms_per_image"] > 0
     single = row["single_latency"]
     assert single["served_ms"] > 0 and single["raw_ms"] > 0
     assert single["overhead_ms"] == pytest.approx(single["served_ms"] - single["raw_ms"],

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from service import oip_codec as codec
 from service.core.errors import InvalidArgument, ServiceError
 from service.core.inference import InferenceCore
-from service.rest import error_response, read_body
+from service.rest import error_response, json_object, read_body
 
 log = logging.getLogger("convzoo.oip_rest")
 
@@ -101,13 +101,7 @@ async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[
         body, binary = body[:int(header_length)], body[int(header_length):]
     else:
         binary = b""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"inference request is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidArgument("inference request must be a JSON object")
-    return payload, binary
+    return json_object(body, "inference request"), binary
 
 
 async def infer(request: Request, core: InferenceCore) -> Response:

@@ -90,6 +90,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return request._body
 
 
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """`body` parsed as a JSON object, or a 400 saying what is wrong with `what`."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    return payload
+
+
 async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
     limit = core.config.max_body_bytes
     body = await read_body(request, limit)
@@ -116,12 +127,7 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
         if not body:
             raise InvalidArgument("empty request body: send an image as a multipart 'image' "
                                   "field, base64 in JSON, or the raw image bytes")
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise InvalidArgument("JSON body must be an object")
+        payload = json_object(body, "body")
         for key, value in payload.items():
             if key == "image":
                 images.append(_b64(value, "image"))

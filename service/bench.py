@@ -2,10 +2,12 @@
 
 For each model, on this machine:
 - raw: the backend the server would build (same ONNX Runtime settings) on preprocessed
-  batches, no HTTP and no decoding: images/s at each batch size and the best of them;
+  batches, no HTTP and no decoding: images/s at each batch size, with one model instance on
+  all cores and with one instance per core (batches side by side), and the best of them;
 - served: a real server process (`bentoml serve`, the model's batcher at that best batch
-  size, no added delay) under concurrent load of a real JPEG photo (decoding, preprocessing,
-  HTTP included) over REST and over gRPC (OIP ModelInfer, the JPEG as a raw BYTES input);
+  size and instance count, no added delay) under concurrent load of a real JPEG photo
+  (decoding, preprocessing, HTTP included) over REST and over gRPC (OIP ModelInfer, the
+  JPEG as a raw BYTES input);
 - single-request latency: one REST request at a time over a kept-alive connection, against
   one raw batch-1 run of the same photo, preprocessed.
 
@@ -30,6 +32,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,28 +73,41 @@ def photo_jpeg(size: int) -> bytes:
 
 
 class RawModel:
-    """The model as the server runs it, minus everything around it."""
+    """The model as the server runs it, minus everything around it: `instances` batches at a
+    time on one session, each with the intra-op threads the server would give it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, instances: int = 1):
         from model_store import registry, store
         from service.core.backends import create_backend
-        from service.core.config import ServingConfig
+        from service.core.config import BatchingConfig, ServingConfig
 
-        config = ServingConfig()  # the bench's servers run on these defaults too
+        # the bench's servers run on these defaults too, with this many instances
+        config = ServingConfig(batching=BatchingConfig(instances=instances))
         self.spec = registry.get(name)
+        self.instances = instances
+        self.threads = config.threads_for(name)
         self.backend = create_backend(config.backend, store.find(name), config.device,
-                                      config.threads, config.intra_op_spinning)
+                                      self.threads, config.intra_op_spinning)
         self.shape = (self.spec.input.channels, self.spec.input.size, self.spec.input.size)
 
     def throughput(self, batch_size: int, seconds: float) -> float:
         batch = np.random.default_rng(0).standard_normal(
             (batch_size, *self.shape)).astype(np.float32)
         self.backend.run(batch)
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            self.backend.run(batch)
-            count += batch_size
-        return count / (time.perf_counter() - started)
+        counts = [0] * self.instances
+        started = time.perf_counter()
+
+        def instance(index: int) -> None:  # ONNX Runtime releases the GIL while it runs
+            while time.perf_counter() - started < seconds:
+                self.backend.run(batch)
+                counts[index] += batch_size
+
+        threads = [threading.Thread(target=instance, args=(i,)) for i in range(self.instances)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
 
     def photo_tensor(self, jpeg: bytes) -> np.ndarray:
         from model_store.transforms import preprocess
@@ -200,16 +216,22 @@ def single_latency(raw: RawModel, url: str, body: bytes, pairs: int) -> dict:
             "in_server_total_ms": round(statistics.median(in_server_ms), 2), "pairs": pairs}
 
 
-def bench_model(name: str, batch_sizes: list[int], seconds: float, rounds: int,
-                concurrency: int, workdir: Path) -> dict:
+def bench_model(name: str, batch_sizes: list[int], instance_counts: list[int],
+                seconds: float, rounds: int, concurrency: int, workdir: Path) -> dict:
     from service.launch import start_server, stop_server
 
-    raw = RawModel(name)
-    sweep = {size: raw.throughput(size, seconds) for size in batch_sizes}
-    best = max(sweep, key=sweep.get)
+    # The limit on this machine: the best batch size under each instance layout (one
+    # instance on all cores, or several splitting them), and the best of those.
+    layouts = {count: RawModel(name, count) for count in instance_counts}
+    sweep = {count: {size: raw.throughput(size, seconds) for size in batch_sizes}
+             for count, raw in layouts.items()}
+    instances, best = max(((count, size) for count in sweep for size in sweep[count]),
+                          key=lambda key: sweep[key[0]][key[1]])
+    raw = layouts[instances]
     server = start_server(workdir, {
         "default_model": name, "startup_models": [name],
-        "batching": {"max_batch_size": best, "max_delay_ms": 0, "max_queue": 4096}})
+        "batching": {"max_batch_size": best, "max_delay_ms": 0, "max_queue": 4096,
+                     "instances": instances}})
     try:
         body = photo_jpeg(raw.spec.input.resize)
         url = server.http_url + "/classify"
@@ -239,8 +261,11 @@ def bench_model(name: str, batch_sizes: list[int], seconds: float, rounds: int,
         stop_server(server)
     raw_median = statistics.median(raw_rounds)
     return {
-        "raw": {"images_per_s_by_batch": {str(k): round(v, 1) for k, v in sweep.items()},
-                "best_batch": best, "providers": raw.backend.providers,
+        "raw": {"images_per_s_by_instances_and_batch": {
+                    str(count): {str(k): round(v, 1) for k, v in rates.items()}
+                    for count, rates in sweep.items()},
+                "best_batch": best, "instances": instances,
+                "threads_per_instance": raw.threads, "providers": raw.backend.providers,
                 "rounds_images_per_s": [round(v, 1) for v in raw_rounds],
                 "images_per_s": round(raw_median, 1),
                 "cpu_ms_per_image": cpu["raw"].own_ms_per_image()},
@@ -317,7 +342,8 @@ def _mean_batch(befores: list[tuple[float, float]], afters: list[tuple[float, fl
 
 def summary_line(name: str, row: dict) -> str:
     raw, rest, grpc, single = row["raw"], row["rest"], row["grpc"], row["single_latency"]
-    return (f"{name}: raw {raw['images_per_s']} img/s (batch {raw['best_batch']}); REST "
+    return (f"{name}: raw {raw['images_per_s']} img/s (batch {raw['best_batch']}, "
+            f"{raw['instances']} instance(s) x {raw['threads_per_instance']} thread(s)); REST "
             f"{rest['images_per_s']} img/s (mean batch {rest['mean_batch_size']}) -> ratio "
             f"{rest['ratio']}; gRPC {grpc['images_per_s']} img/s -> ratio {grpc['ratio']}; "
             f"{row['failed_requests']} failed; single request raw {single['raw_ms']} ms, "
@@ -332,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
+    parser.add_argument("--instances", default=None,
+                        help="instance counts to try, e.g. 1,2 (default: 1 and the cores)")
     parser.add_argument("--seconds", type=float, default=6.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternating raw/REST/gRPC rounds; ratios are of the medians")
@@ -349,9 +377,14 @@ def main(argv: list[str] | None = None) -> int:
               "date": time.strftime("%Y-%m-%d"), "models": {}}
     workdir = args.workdir or args.home / "server"
     workdir.mkdir(parents=True, exist_ok=True)
+    from service.core.config import usable_cores
+
+    instance_counts = ([int(c) for c in args.instances.split(",")] if args.instances
+                       else sorted({1, usable_cores()}))
     for name in models:
-        row = bench_model(name, [int(b) for b in args.batch_sizes.split(",")], args.seconds,
-                          args.rounds, args.concurrency, workdir)
+        row = bench_model(name, [int(b) for b in args.batch_sizes.split(",")],
+                          instance_counts, args.seconds, args.rounds, args.concurrency,
+                          workdir)
         report["models"][name] = row
         print(summary_line(name, row), flush=True)
     print(json.dumps(report, indent=2))

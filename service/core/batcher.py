@@ -48,6 +48,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
+        self.instances = instances
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
         self._arrived = asyncio.Event()

@@ -24,6 +24,9 @@ class BatchingConfig:
     # previous batch runs. A few ms more trades single-request latency for fuller batches.
     max_delay_ms: float = 0.0
     max_queue: int = 256  # images waiting per model before requests are shed
+    # Batches of one model that run at the same time (Triton's instance count). The cores
+    # are divided among them (see ServingConfig.threads): on CPU, more instances with fewer
+    # threads each trade single-request latency for throughput under load.
     instances: int = 1
 
 
@@ -33,7 +36,9 @@ class ServingConfig:
     startup_models: tuple[str, ...] = ("efficientnet_lite0", "lenet5")
     backend: str = "onnxruntime"  # or "pytorch"
     device: str = "auto"  # "auto" picks CUDA when present
-    threads: int | None = None  # intra-op threads per model; None: all cores
+    # Intra-op threads per model instance; None: the cores divided among the instances, so
+    # that two instances on two cores do not fight over four threads.
+    threads: int | None = None
     # ONNX Runtime's intra-op threads busy-wait for work (its own default): worth it only
     # on cores that do nothing but inference.
     intra_op_spinning: bool = False
@@ -66,6 +71,19 @@ class ServingConfig:
 
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)
+
+    def threads_for(self, model: str) -> int:
+        """Intra-op threads for each of the model's instances."""
+        if self.threads:
+            return self.threads
+        return max(1, usable_cores() // max(1, self.batching_for(model).instances))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's cpuset, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> ServingConfig:

@@ -190,7 +190,8 @@ class InferenceCore:
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
         backend = create_backend(self.config.backend, stored, self.config.device,
-                                 self.config.threads, self.config.intra_op_spinning)
+                                 self.config.threads_for(spec.name),
+                                 self.config.intra_op_spinning)
         # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
         batching = self.config.batching_for(spec.name)
         for size in (1, batching.max_batch_size):
@@ -549,7 +550,7 @@ class InferenceCore:
         batch_ms = (statistics.fmean(recent) if recent else
                     self.selector.service_time(engine.spec.name).estimate_ms() or 0.0)
         return expected_queue_wait_ms(ahead, batcher.in_flight, batcher.max_batch_size,
-                                      batch_ms, batcher.max_delay * 1e3)
+                                      batch_ms, batcher.max_delay * 1e3, batcher.instances)
 
     async def selection_table(self, family: Any, allow_untrained: bool = False,
                               measure_untrained: bool = False) -> list[Variant]:

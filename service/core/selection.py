@@ -158,17 +158,19 @@ class Overhead:
 
 
 def expected_queue_wait_ms(images_ahead: int, in_flight: int, max_batch_size: int,
-                           batch_ms: float, max_delay_ms: float = 0.0) -> float:
+                           batch_ms: float, max_delay_ms: float = 0.0,
+                           instances: int = 1) -> float:
     """How long a request arriving now should wait in a variant's batcher before it runs.
 
     The images ahead (queued, or on their way to the queue) run `max_batch_size` at a time
-    (ahead / max batch x the recent batch time, which stands for what a batch costs under
-    this load); a batch already running has on average half its time left; and a batch
-    that will not fill waits up to the batcher's `max_delay_ms` for companions, which
-    overlaps with the running batch's rest. Assumes one model instance, the default.
+    on `instances` side by side (ahead / (max batch x instances) x the recent batch time,
+    which stands for what a batch costs under this load); when every instance is busy, the
+    first to finish has on average half its batch left; and a batch that will not fill
+    waits up to the batcher's `max_delay_ms` for companions, which overlaps with that rest.
     """
-    ahead = images_ahead / max(1, max_batch_size) * batch_ms
-    running = in_flight * batch_ms / 2.0
+    instances = max(1, instances)
+    ahead = images_ahead / (max(1, max_batch_size) * instances) * batch_ms
+    running = batch_ms / 2.0 if in_flight >= instances else 0.0
     gathering = max_delay_ms if images_ahead + 1 < max_batch_size else 0.0
     return ahead + max(running, gathering)
 

@@ -18,15 +18,20 @@ def test_bench_measures_raw_and_served_and_their_ratio(tmp_path, capsys):
     output = tmp_path / "bench.json"
     home = os.environ["BENTOML_HOME"]  # the test store: lenet5 is there already
     try:
-        assert bench.main(["--models", "lenet5", "--batch-sizes", "1,4", "--seconds", "0.5",
+        assert bench.main(["--models", "lenet5", "--batch-sizes", "1,4", "--instances", "1,2",
+                           "--seconds", "0.5",
                            "--rounds", "2", "--concurrency", "4", "--home", home,
                            "--workdir", str(tmp_path), "--json", str(output)]) == 0
     finally:
         os.environ["BENTOML_HOME"] = home
     report = json.loads(output.read_text())
     row = report["models"]["lenet5"]
-    assert set(row["raw"]["images_per_s_by_batch"]) == {"1", "4"}
-    assert row["raw"]["best_batch"] in (1, 4)
+    sweep = row["raw"]["images_per_s_by_instances_and_batch"]
+    assert set(sweep) == {"1", "2"} and all(set(rates) == {"1", "4"} for rates in sweep.values())
+    raw = row["raw"]
+    assert sweep[str(raw["instances"])][str(raw["best_batch"])] == max(
+        rate for rates in sweep.values() for rate in rates.values())
+    assert raw["threads_per_instance"] >= 1
     assert row["failed_requests"] == 0
     for protocol in ("rest", "grpc"):
         figures = row[protocol]

@@ -3,6 +3,7 @@ served by a real server from a store of its own, marked as such in every respons
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from service.core.config import load_config
+from service.core.config import load_config, usable_cores
 from service.core.inference import InferenceCore
 from tests.integration.conftest import ROOT, start_server, stop_server
 
@@ -48,6 +49,24 @@ async def test_models_outside_the_start_up_list_load_on_first_use(tmp_path, cat_
         result = await core.classify("efficientnet_lite0", [cat_jpeg], 3)
         assert result[0]["model"] == "efficientnet_lite0"
         assert core.model_info("efficientnet_lite0")["loaded"] is True
+    finally:
+        await core.close()
+
+
+async def test_model_instances_divide_the_cores_and_serve_side_by_side(tmp_path, cat_jpeg):
+    config = load_config(tmp_path / "none.yaml", default_model="lenet5",
+                         startup_models=("lenet5",),
+                         batching={"max_batch_size": 1, "max_delay_ms": 0, "instances": 2})
+    core = InferenceCore(config)
+    try:
+        await core.start()
+        engine = core.engines["lenet5"]
+        threads = engine.backend.session.get_session_options().intra_op_num_threads
+        assert threads == config.threads_for("lenet5") == max(1, usable_cores() // 2)
+        results = await asyncio.gather(*(core.classify("lenet5", [cat_jpeg], 1)
+                                         for _ in range(8)))
+        assert all(r[0]["timing_ms"]["batch_size"] == 1 for r in results)
+        assert len({r[0]["predictions"][0]["index"] for r in results}) == 1
     finally:
         await core.close()
 

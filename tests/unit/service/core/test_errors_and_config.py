@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.core import errors
-from service.core.config import load_config
+from service.core.config import load_config, usable_cores
 
 
 @pytest.mark.parametrize("error, http, grpc", [
@@ -34,6 +34,20 @@ def test_config_defaults_and_overrides(tmp_path):
     assert config.batching.max_batch_size == 4
     assert config.batching_for("lenet5").max_batch_size == 4  # inherits the global value
     assert config.batching_for("lenet5").max_delay_ms == 1
+
+
+def test_instances_share_the_cores_unless_threads_are_set(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert usable_cores() == 8
+    config = load_config(tmp_path / "none.yaml", batching={"instances": 2},
+                         per_model_batching={"lenet5": {"instances": 3},
+                                             "alexnet": {"instances": 16}})
+    assert config.threads_for("efficientnet_lite0") == 4
+    assert config.threads_for("lenet5") == 2  # 8 // 3
+    assert config.threads_for("alexnet") == 1  # never fewer than one
+    assert load_config(tmp_path / "none.yaml").threads_for("lenet5") == 8
+    pinned = load_config(tmp_path / "none.yaml", threads=3, batching={"instances": 2})
+    assert pinned.threads_for("lenet5") == 3
 
 
 def test_unknown_config_key_is_refused(tmp_path):

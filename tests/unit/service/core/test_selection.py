@@ -261,6 +261,14 @@ def test_expected_queue_wait_from_the_batcher_state():
     assert expected_queue_wait_ms(0, 0, 16, 100.0, max_delay_ms=25.0) == 25.0
 
 
+def test_expected_queue_wait_with_instances_side_by_side():
+    # Two instances drain 32 images twice as fast; one busy leaves the other free.
+    assert expected_queue_wait_ms(32, 1, 16, 100.0, instances=2) == 100.0
+    # Both busy: the first to finish has half its batch left.
+    assert expected_queue_wait_ms(32, 2, 16, 100.0, instances=2) == 100.0 + 50.0
+    assert expected_queue_wait_ms(0, 1, 16, 100.0, instances=2) == 0.0
+
+
 def test_rows_from_the_registry_cite_the_published_top1():
     spec = registry.get("efficientnet_lite2")
     selector = VariantSelector()

@@ -8,6 +8,7 @@ configuration file of their own and a BentoML home of their own that shares the 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,46 @@ ROOT = Path(__file__).resolve().parent.parent
 BENTOML = Path(sys.executable).parent / "bentoml"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that nothing listens on, on every interface (gRPC binds [::]).
+
+    Taken below the kernel's ephemeral range, where client connections get their local
+    ports: a port from that range could be taken by some connection before the server,
+    which binds only after its models load, gets to it. All sockets are held until every
+    port is chosen, so the HTTP and gRPC ports cannot come out the same."""
+    low_ephemeral = _ephemeral_range()[0]
+    below = range(20000, low_ephemeral)
+    # Port 0 (the kernel's choice, in the ephemeral range) where nothing lies below it.
+    candidates = (random.sample(below, k=min(200, len(below))) if len(below) >= count
+                  else [0] * count)
+    held: list[socket.socket] = []
+    try:
+        for port in candidates:
+            sock = socket.socket()
+            try:
+                sock.bind(("", port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == count:
+                return [s.getsockname()[1] for s in held]
+        raise RuntimeError(f"no {count} free ports below the ephemeral range ({low_ephemeral})")
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 @dataclass
@@ -57,8 +94,8 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
                if check_store else [])
     if missing:
         raise RuntimeError(f"models {missing} are not in the store; run `make models` first")
-    http_port = free_port()
-    config = {**config, "grpc_port": config.get("grpc_port") or free_port()}
+    http_port, grpc_port = free_ports(2)
+    config = {**config, "grpc_port": config.get("grpc_port") or grpc_port}
     config_path = workdir / "convzoo.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "server.log"

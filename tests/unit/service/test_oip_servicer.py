@@ -139,3 +139,12 @@ async def test_model_metadata_of_an_unknown_model_is_not_found():
         await OipServicer(UnknownCore()).ModelMetadata(pb.ModelMetadataRequest(name="x"),
                                                        context)
     assert context.code == grpc.StatusCode.NOT_FOUND and "unknown model 'x'" in context.details
+
+
+def test_every_rpc_of_the_service_is_ours_not_the_generated_stub():
+    # The generated base servicer (clients/_proto/grpc_predict_v2_pb2_grpc.py, grpc_tools
+    # output) answers UNIMPLEMENTED; no RPC of the service may fall through to it.
+    methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
+    assert methods
+    for name in methods:
+        assert name in OipServicer.__dict__, f"{name} falls through to the generated stub"

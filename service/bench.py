@@ -371,14 +371,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="for the server's configuration and log (default: HOME/server)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    from service.core.config import usable_cores
+
     models = args.models.split(",")
     ensure_models(models, args.home)
-    report = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+    report = {"machine": f"{platform.node()} {platform.machine()} {usable_cores()} cores",
               "date": time.strftime("%Y-%m-%d"), "models": {}}
     workdir = args.workdir or args.home / "server"
     workdir.mkdir(parents=True, exist_ok=True)
-    from service.core.config import usable_cores
-
     instance_counts = ([int(c) for c in args.instances.split(",")] if args.instances
                        else sorted({1, usable_cores()}))
     for name in models:

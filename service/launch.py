@@ -54,10 +54,6 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 def _ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()

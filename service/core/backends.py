@@ -7,13 +7,13 @@ channels-last on a GPU. Both take float32 NCHW numpy and return float32 logits.
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 import numpy as np
 
 from model_store import registry
 from model_store.store import StoredModel
+from service.core.config import usable_cores
 
 
 class Backend(Protocol):
@@ -48,7 +48,7 @@ class OnnxRuntimeBackend:
         self.device = resolve_device(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or usable_cores()
         # ORT's threads busy-wait between parallel sections by default: about 1 ms faster on
         # an idle machine, but in a server they burn the cores that decoding and HTTP need.
         options.add_session_config_entry("session.intra_op.allow_spinning",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import statistics
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from model_store.weights import sha256_of
 from service.core import metrics
 from service.core.backends import Backend, create_backend
 from service.core.batcher import Batcher, BatchResult
-from service.core.config import ServingConfig, load_config
+from service.core.config import ServingConfig, load_config, usable_cores
 from service.core.crops import check_crop_scheme, crop_tensors
 from service.core.decoding import decode_image
 from service.core.ensemble import DEFAULT_MAX_MEMBERS, combine, plan_ensemble
@@ -92,7 +91,7 @@ class InferenceCore:
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         # Decoding and preprocessing overlap with inference on their own threads.
         self._prep_executor = ThreadPoolExecutor(
-            max(2, os.cpu_count() or 2), thread_name_prefix="preprocess")
+            max(2, usable_cores()), thread_name_prefix="preprocess")
         self.started = False
         self._stored_cache: tuple[float, dict[str, str]] | None = None
 

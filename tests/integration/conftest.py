@@ -15,7 +15,6 @@ from service.launch import (  # noqa: F401  (re-exported for the test modules)
     BENTOML,
     ROOT,
     LiveServer,
-    free_port,
     start_server,
     stop_server,
 )

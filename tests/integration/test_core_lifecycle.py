@@ -53,7 +53,8 @@ async def test_models_outside_the_start_up_list_load_on_first_use(tmp_path, cat_
         await core.close()
 
 
-async def test_model_instances_divide_the_cores_and_serve_side_by_side(tmp_path, cat_jpeg):
+async def test_model_instances_divide_the_cores_and_each_serves(tmp_path, cat_jpeg):
+    # That instances run batches side by side is the batcher's test (test_batcher.py).
     config = load_config(tmp_path / "none.yaml", default_model="lenet5",
                          startup_models=("lenet5",),
                          batching={"max_batch_size": 1, "max_delay_ms": 0, "instances": 2})
@@ -61,6 +62,7 @@ async def test_model_instances_divide_the_cores_and_serve_side_by_side(tmp_path,
     try:
         await core.start()
         engine = core.engines["lenet5"]
+        assert engine.batcher.instances == 2
         threads = engine.backend.session.get_session_options().intra_op_num_threads
         assert threads == config.threads_for("lenet5") == max(1, usable_cores() // 2)
         results = await asyncio.gather(*(core.classify("lenet5", [cat_jpeg], 1)

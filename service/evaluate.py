@@ -5,12 +5,15 @@ batcher, ONNX Runtime, the ensemble combination), so the figures are the served 
 data is an ImageFolder directory, `root/<class>/<image>`, whose class folders are label
 indices (`3/`) or the model's label names (`tabby/`). `--digits-holdout DIR` writes LeNet-5's
 held-out digits (`model_store.training.lenet5.held_out_split`) in that layout, the one
-labelled set we have offline. For the ImageNet models there is no labelled data offline, so
-`--photos` instead measures agreement on scikit-image's photos: N-crop against 1-crop, or an
-ensemble against its members, and the top-1 confidence of each.
+labelled set we have offline; `--digits-table` scores every row of docs/accuracy.md's LeNet-5
+table on them in one run and prints the rows as the doc has them. For the ImageNet models
+there is no labelled data offline, so `--photos` instead measures agreement on scikit-image's
+photos: N-crop against 1-crop, or an ensemble against its members, and the top-1 confidence
+of each.
 
     python -m service.evaluate --digits-holdout /tmp/digits
     python -m service.evaluate /tmp/digits --model lenet5 --crops 10
+    python -m service.evaluate --digits-table
     python -m service.evaluate DIR --ensemble efficientnet_lite0,efficientnet_lite1 --method mean
     python -m service.evaluate --photos --model efficientnet_lite0 --crops 10
     python -m service.evaluate --photos --ensemble lite-trio
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import io
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,46 @@ async def score(core: Any, setting: Setting, image: bytes, k: int = TOP_K) -> di
             crops=setting.crops)
     return await core.multicrop(setting.models[0], image, setting.crops, k,
                                 crop_resize=setting.crop_resize)
+
+
+@dataclass(frozen=True)
+class DigitsRow:
+    """One row of docs/accuracy.md's LeNet-5 table: what is scored, and how the doc names it."""
+
+    setting: str
+    resize: str  # the doc's "Resize before cropping" column
+    crops: int
+    crop_resize: int | None = None
+
+
+# In the doc's order. Multi-crop's default resize for LeNet-5 is 36 (service/core/crops.py);
+# 144-crop scales it as GoogLeNet scales 256.
+DIGITS_TABLE = (
+    DigitsRow("1-crop (the served `/classify` input)", "32", 1),
+    DigitsRow("1-crop", "36", 1, 36),
+    DigitsRow("5-crop (centre + 4 corners)", "36 (default)", 5),
+    DigitsRow("10-crop (5 + mirrors)", "36 (default)", 10),
+    DigitsRow("144-crop (GoogLeNet)", "36, 40, 45, 50", 144),
+    DigitsRow("5-crop", "40", 5, 40),
+    DigitsRow("10-crop", "40", 10, 40),
+)
+DIGITS_TABLE_HEADER = ("| Setting | Resize before cropping | Top-1 | Top-5 |",
+                       "|---|---|---|---|")
+
+
+def digits_table_line(row: DigitsRow, top1: float, top5: float) -> str:
+    """The row as docs/accuracy.md writes it (figures to two decimals, in percent)."""
+    return f"| {row.setting} | {row.resize} | {top1:.2f} % | {top5:.2f} % |"
+
+
+async def digits_table(core: Any, samples: list[tuple[Path, int]]) -> list[str]:
+    """Every `DIGITS_TABLE` row scored on `samples` with LeNet-5, as table lines."""
+    lines = list(DIGITS_TABLE_HEADER)
+    for row in DIGITS_TABLE:
+        setting = Setting(("lenet5",), row.crops, crop_resize=row.crop_resize)
+        result = (await accuracy(core, setting, samples))["lenet5"]
+        lines.append(digits_table_line(row, result["top1"], result["top5"]))
+    return lines
 
 
 def write_digits_holdout(directory: Path) -> int:
@@ -204,12 +248,20 @@ async def _run(args: argparse.Namespace) -> None:
     from service.core.inference import InferenceCore
     from service.core.postprocess import label_names
 
-    setting = _setting(args, load_config().ensembles)
+    setting = (Setting(("lenet5",)) if args.digits_table
+               else _setting(args, load_config().ensembles))
     core = InferenceCore(load_config(startup_models=setting.models,
-                                     default_model=setting.models[0]))
+                                     default_model=setting.models[0],
+                                     profile_families_at_startup=False))
     await core.start()
     try:
-        if args.photos:
+        if args.digits_table:
+            with tempfile.TemporaryDirectory(prefix="digits-") as folder:
+                write_digits_holdout(Path(folder))
+                labels = label_names(core.spec("lenet5").labels)
+                lines = await digits_table(core, image_folder(Path(folder), labels))
+            print("\n".join(lines))
+        elif args.photos:
             _print_agreement(setting, await photo_agreement(core, setting))
         else:
             labels = label_names(core.spec(setting.models[0]).labels)
@@ -234,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="agreement on scikit-image's photos instead of accuracy")
     parser.add_argument("--digits-holdout", type=Path, metavar="DIR",
                         help="write LeNet-5's held-out digits as an ImageFolder and exit")
+    parser.add_argument("--digits-table", action="store_true",
+                        help="score docs/accuracy.md's LeNet-5 rows on the held-out digits and "
+                             "print them as its table")
     return parser
 
 
@@ -243,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         count = write_digits_holdout(args.digits_holdout)
         print(f"wrote {count} held-out digits to {args.digits_holdout}/<digit>/")
         return 0
-    if args.root is None and not args.photos:
-        build_parser().error("give an ImageFolder ROOT, --photos or --digits-holdout DIR")
+    if args.root is None and not (args.photos or args.digits_table):
+        build_parser().error("give an ImageFolder ROOT, --photos, --digits-table or "
+                             "--digits-holdout DIR")
     asyncio.run(_run(args))
     return 0
 

@@ -76,12 +76,15 @@ class LiveServer:
 
 def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
                  check_store: bool = True, wait_ready: bool = True,
-                 extra_args: tuple[str, ...] = (), scheme: str = "http") -> LiveServer:
+                 extra_args: tuple[str, ...] = (), scheme: str = "http",
+                 bentoml_home: Path | None = None) -> LiveServer:
     """Start `bentoml serve` with `config`; BENTOML_HOME (the model store) is inherited.
 
     Returns once /readyz answers 200, or with `wait_ready=False` once the server answers
     /livez (for servers that are meant never to be ready). `extra_args` go to `bentoml
-    serve` (e.g. --ssl-certfile/--ssl-keyfile, with `scheme="https"`)."""
+    serve` (e.g. --ssl-certfile/--ssl-keyfile, with `scheme="https"`). The server gets a
+    BentoML home of its own that shares the model store, unless `bentoml_home` names the
+    one to use as it is (as two `make serve` on one checkout would share one)."""
     from model_store import store
 
     # Only when asked: listing the store here pins this process's BentoML home to the
@@ -96,18 +99,9 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "server.log"
     # A BentoML home of its own, sharing the model store: `bentoml serve` empties
-    # $BENTOML_HOME/prometheus_multiproc_dir at start, which would wipe the metrics of any
-    # other server running on the same home.
-    home = workdir / "bentoml-home"
-    home.mkdir(exist_ok=True)
-    # Absolute: the link is read from the server's home, where a relative path means nothing.
-    store_models = Path(os.environ["BENTOML_HOME"]).resolve() / "models"
-    store_models.mkdir(parents=True, exist_ok=True)
-    link = home / "models"
-    if link.is_symlink() and link.resolve() != store_models:
-        link.unlink()  # a link to another store, or a dangling one
-    if not link.exists():
-        link.symlink_to(store_models, target_is_directory=True)
+    # $BENTOML_HOME/prometheus_multiproc_dir at start, where every server on that home keeps
+    # its metrics (the service refuses to start while another one writes there).
+    home = bentoml_home or home_sharing_store(workdir / "bentoml-home")
     env = {**os.environ, "CONVZOO_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
            "BENTOML_HOME": str(home)}
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
@@ -131,6 +125,20 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
         time.sleep(0.5)
     stop_server(server)
     raise RuntimeError(f"server not ready after {ready_timeout}s:\n{server.log_tail()}")
+
+
+def home_sharing_store(home: Path) -> Path:
+    """`home` made a BentoML home whose model store is the current BENTOML_HOME's."""
+    home.mkdir(parents=True, exist_ok=True)
+    # Absolute: the link is read from the server's home, where a relative path means nothing.
+    store_models = Path(os.environ["BENTOML_HOME"]).resolve() / "models"
+    store_models.mkdir(parents=True, exist_ok=True)
+    link = home / "models"
+    if link.is_symlink() and link.resolve() != store_models:
+        link.unlink()  # a link to another store, or a dangling one
+    if not link.exists():
+        link.symlink_to(store_models, target_is_directory=True)
+    return home
 
 
 def stop_server(server: LiveServer) -> None:

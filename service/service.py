@@ -20,11 +20,16 @@ from service.core.inference import InferenceCore
 from service.grpc import GrpcServer
 from service.oip_rest import oip_routes
 from service.rest import create_app
+from service.serve_command import check_metrics_dir_unshared, rest_ssl_options, serve_options
 from service.traffic import install as install_cancelling_timeout
 
 log = logging.getLogger("convzoo")
 
 rest_app = create_app(extra_routes=oip_routes())
+# In `bentoml serve`'s own process only, before it empties the metrics directory or logs its
+# URL (service/serve_command.py); elsewhere both are no-ops.
+_serve_options = serve_options()
+check_metrics_dir_unshared(_serve_options)
 
 
 def tracing_options(http_tracing: bool) -> dict:
@@ -34,10 +39,15 @@ def tracing_options(http_tracing: bool) -> dict:
 
 
 @bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300},
-                 tracing=tracing_options(load_config().http_tracing))
+                 tracing=tracing_options(load_config().http_tracing),
+                 ssl=rest_ssl_options(_serve_options))
 @bentoml.asgi_app(rest_app, path="/")
 class ConvZoo:
     def __init__(self) -> None:
+        # BentoML's server logging passes only WARNING and up from loggers it does not own;
+        # ours say which models loaded and where gRPC listens. An explicit level wins.
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
         self.core = InferenceCore(load_config())
         rest_app.state.core = self.core
         self.grpc_server = GrpcServer(self.core)

@@ -46,6 +46,12 @@ class ServingConfig:
     per_model_batching: dict[str, BatchingConfig] = field(default_factory=dict)
     memory_budget_mb: float = 6144.0  # loaded models beyond this evict the least recent idle one
     lazy_load: bool = True
+    # Before /readyz turns ready, load and profile every variant with real weights in the
+    # families of the start-up models, so that the first /select of such a family is not the
+    # one that waits for them (docs/selection.md). Off unless asked for: it loads variants
+    # the start-up list does not name (a ResNet-50 brings ResNet-18 to -152); the shipped
+    # service/config.yaml turns it on, its start-up models being the whole Lite family.
+    profile_families_at_startup: bool = False
     allow_random_init: bool = True  # serve random-init models (marked so) if that is all there is
     max_image_pixels: int = 40_000_000
     max_body_bytes: int = 64 * 1024 * 1024

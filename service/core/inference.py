@@ -103,6 +103,8 @@ class InferenceCore:
                 await self.engine(name)
             except ServiceError as exc:
                 log.error("start-up model %s failed to load: %s", name, exc.message)
+        if self.config.profile_families_at_startup:
+            await self.profile_startup_families()
         self.started = True
 
     @property
@@ -504,6 +506,22 @@ class InferenceCore:
             self._preparing: Counter[str] = Counter()
         return self._selector
 
+    async def profile_startup_families(self) -> None:
+        """Load and profile, before /readyz turns ready, every variant with real weights in
+        the families of the start-up models that /select can rank (a published top-1), so
+        that no request waits for a profile there (issue 18: the first /select took 4.7 s)."""
+        families = dict.fromkeys(self.spec(name).family for name in self.config.startup_models
+                                 if name in registry.all_specs())
+        for family in families:
+            if not any(spec.published for spec in registry.family(family)):
+                continue
+            started = time.perf_counter()
+            rows = await self.selection_table(family)
+            profiled = ", ".join(f"{v.name} {v.service_ms:.1f} ms" for v in rows
+                                 if v.service_ms is not None)
+            log.info("profiled %s for /select in %.1fs (batch 1: %s)", family,
+                     time.perf_counter() - started, profiled or "no variant with real weights")
+
     def _family_specs(self, family: Any) -> list[ModelSpec]:
         specs = registry.family(family) if isinstance(family, str) else []
         if not specs:
@@ -553,7 +571,8 @@ class InferenceCore:
 
     async def selection_table(self, family: Any, allow_untrained: bool = False,
                               measure_untrained: bool = False) -> list[Variant]:
-        """The family's rows now, loading and profiling on demand the variants that may serve."""
+        """The family's rows now, loading and profiling on demand the variants that may serve
+        (those this call waited for are marked `profiled_for_request`)."""
         selector = self.selector
         specs = self._family_specs(family)
         stored = self.stored_statuses()
@@ -564,10 +583,13 @@ class InferenceCore:
             wanted = weights == store.PRETRAINED or (
                 weights == store.RANDOM_INIT and (allow_untrained or measure_untrained))
             note = ""
+            waited = False  # for loading or profiling, on behalf of the request deciding
             try:
                 if engine is None and wanted:
+                    waited = True
                     engine = await self.engine(spec.name)
                 if engine is not None and not selector.service_time(spec.name).profiled_ms:
+                    waited = True
                     await self._profile(engine)
             except ServiceError as exc:  # one broken variant must not stop the others
                 note = exc.message
@@ -578,7 +600,8 @@ class InferenceCore:
             ahead = engine.batcher.queued_images + self._preparing[spec.name]
             rows.append(selector.variant(
                 spec, weights, self._queue_wait_ms(engine, ahead), note,
-                batch_size=min(ahead + 1, engine.batcher.max_batch_size)))
+                batch_size=min(ahead + 1, engine.batcher.max_batch_size),
+                profiled_for_request=waited))
         return rows
 
     async def select(self, image: bytes, family: str, latency_budget_ms: Any = None,

@@ -4,9 +4,11 @@ EfficientNet-Lite0..2, ResNet's depths, any family in the registry).
 This module owns the decision, not the serving. For every variant it keeps what the variant
 is worth (the published ImageNet top-1 from its registry record, with that record's citation:
 the project has measured no ImageNet accuracy of its own) and what it costs on this machine
-now: a service time profiled on demand and kept current from live observations
-(`ServiceTime`), plus the wait in the variant's batcher under the present load
-(`expected_queue_wait_ms`). Given a `latency_budget_ms` and/or a `min_top1` floor,
+now: a service time profiled (at start-up for the start-up models' families, else on demand)
+and kept current from live observations (`ServiceTime`), plus the wait in the variant's
+batcher under the present load (`expected_queue_wait_ms`). A decision whose figures were not
+all measured before its request arrived says so (`Selection.unmeasured`) and promises no
+latency. Given a `latency_budget_ms` and/or a `min_top1` floor,
 `VariantSelector.choose` picks a variant on the accuracy/latency Pareto `frontier`, with
 hysteresis per (family, budget bucket) so that alternating load cannot make the choice flap.
 Loading, profiling and running the chosen variant are the inference core's; the policy and
@@ -141,9 +143,13 @@ class Overhead:
         self._mean_ms = 0.0
         self._observed_at = 0.0
 
+    @property
+    def observed(self) -> bool:
+        return self.lowest_ms is not None
+
     def estimate_ms(self, now: float | None = None) -> float:
         if self.lowest_ms is None:
-            return 0.0
+            return 0.0  # nothing observed yet: `Variant.overhead_observed` says so
         return _faded(self.lowest_ms, self._mean_ms, self._observed_at, now)
 
     def observe(self, overhead_ms: float, now: float | None = None) -> None:
@@ -193,6 +199,9 @@ class Variant:
     observed_mean_ms: float | None = None
     observations: int = 0
     note: str = ""  # why it could not be measured
+    # Not loaded and profiled when the request being decided arrived: it waited for that.
+    profiled_for_request: bool = False
+    overhead_observed: bool = True  # False: no request of the family seen, overhead_ms is 0
 
     @property
     def trained(self) -> bool:
@@ -215,7 +224,20 @@ class Variant:
             "profiled_ms": {str(size): _round(ms) for size, ms in self.profiled_ms.items()},
             "observed_mean_ms": _round(self.observed_mean_ms),
             "observations": self.observations, "note": self.note,
+            "profiled_for_request": self.profiled_for_request,
+            "overhead_observed": self.overhead_observed,
         }
+
+    def unmeasured(self, family: str) -> list[str]:
+        """What the expected latency rests on that was not measured before this request."""
+        parts = []
+        if self.profiled_for_request:
+            parts.append(f"{self.name} was not loaded and profiled when this request "
+                         "arrived: the request waited for that (timing_ms.selection)")
+        if not self.overhead_observed:
+            parts.append(f"no {family} request had been served yet: decode, preprocessing "
+                         "and postprocessing time is unknown and counted as 0")
+        return parts
 
 
 def pareto_frontier(variants: Iterable[Variant]) -> list[Variant]:
@@ -295,10 +317,18 @@ class Selection:
     exclusions: Mapping[str, str]  # variant -> why it could not be chosen
     frontier: tuple[str, ...]
 
+    @property
+    def unmeasured(self) -> list[str]:
+        return self.chosen.unmeasured(self.family)
+
     def to_dict(self) -> dict[str, Any]:
+        # No promise rests on a figure that was not measured before the request arrived:
+        # the expected latency is then null, and `unmeasured` says what was missing.
+        unmeasured = self.unmeasured
         return {
             "family": self.family, "chosen": self.chosen.name,
-            "expected_latency_ms": _round(self.chosen.expected_ms),
+            "latency_measured": not unmeasured, "unmeasured": unmeasured,
+            "expected_latency_ms": None if unmeasured else _round(self.chosen.expected_ms),
             "latency_budget_ms": self.latency_budget_ms, "min_top1": self.min_top1,
             "top1": self.chosen.top1, "top1_source": self.chosen.top1_source,
             "reason": self.reason,
@@ -343,10 +373,13 @@ class VariantSelector:
         self.overheads.setdefault(family, Overhead()).observe(overhead_ms, now)
 
     def variant(self, spec: ModelSpec, weights: str, queue_wait_ms: float = 0.0,
-                note: str = "", batch_size: int = 1, now: float | None = None) -> Variant:
+                note: str = "", batch_size: int = 1, now: float | None = None,
+                profiled_for_request: bool = False) -> Variant:
         """The row for a registry variant, from this selector's latency state; `batch_size`
-        is the batch a request sent now would run in."""
+        is the batch a request sent now would run in; `profiled_for_request`: the request
+        being decided waited for this variant's profile."""
         tracker = self.service_times.get(spec.name) or ServiceTime()
+        overhead = self.overheads.get(spec.family, Overhead())
         published = spec.published
         return Variant(
             name=spec.name,
@@ -354,10 +387,11 @@ class VariantSelector:
             top1_source=f"published: {published.source}" if published else "none published",
             weights=weights, service_ms=tracker.estimate_ms(batch_size, now),
             queue_wait_ms=queue_wait_ms, slowdown=tracker.slowdown(now),
-            overhead_ms=self.overheads.get(spec.family, Overhead()).estimate_ms(now),
+            overhead_ms=overhead.estimate_ms(now), overhead_observed=overhead.observed,
             latency_source=tracker.source,
             ladder=dict(spec.ladder), profiled_ms=dict(tracker.profiled_ms),
-            observed_mean_ms=tracker.mean_ms, observations=tracker.observations, note=note)
+            observed_mean_ms=tracker.mean_ms, observations=tracker.observations, note=note,
+            profiled_for_request=profiled_for_request)
 
     def exclusions(self, variants: Sequence[Variant], allow_untrained: bool,
                    min_top1: float | None = None) -> dict[str, str]:
@@ -395,6 +429,9 @@ class VariantSelector:
         else:
             chosen, reason = self._within_budget(family, frontier, latency_budget_ms, min_top1,
                                                  allow_untrained)
+        unmeasured = chosen.unmeasured(family)
+        if unmeasured:
+            reason += f"; not a measured promise: {'; '.join(unmeasured)}"
         metrics.SELECTIONS.labels(family, chosen.name).inc()
         selection = Selection(family, chosen, reason, latency_budget_ms, min_top1,
                               tuple(variants), excluded, tuple(v.name for v in frontier))

@@ -50,7 +50,13 @@ def test_generous_budget_chooses_the_most_accurate_and_the_cat_is_a_cat(http, ca
     selection = body["selection"]
     assert selection["chosen"] == LITE2 and selection["family"] == LITE
     assert selection["top1"] == registry.get(LITE2).published.top1 == 77.6
-    assert selection["expected_latency_ms"] > 0 and selection["actual_latency_ms"] > 0
+    # A promise only from figures measured before the request (the first /select of the
+    # session may have waited for the profile, or found no overhead observed yet).
+    if selection["latency_measured"]:
+        assert selection["expected_latency_ms"] > 0 and selection["unmeasured"] == []
+    else:
+        assert selection["expected_latency_ms"] is None and selection["unmeasured"]
+    assert selection["actual_latency_ms"] > 0
     assert selection["latency_budget_ms"] == GENEROUS_MS and selection["reason"]
     assert {c["name"] for c in selection["candidates"]} == {LITE0, LITE1, LITE2}
     assert CAT_CLASSES & {p["index"] for p in body["predictions"]}

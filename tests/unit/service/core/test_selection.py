@@ -282,3 +282,55 @@ def test_rows_from_the_registry_cite_the_published_top1():
     rows = [selector.variant(s, "missing") for s in mobilenet]
     with pytest.raises(NoVariantFits, match="16 not in the store"):
         selector.choose("mobilenet_v1", rows, latency_budget_ms=1000)
+
+
+def lite_rows(selector: VariantSelector, waited_for: frozenset[str] = frozenset()
+              ) -> list[Variant]:
+    """The Lite ladder profiled at 20/30/40 ms; `waited_for`: variants the request waited
+    to have loaded and profiled."""
+    rows = []
+    for spec, ms in zip(registry.family("efficientnet_lite"), (20.0, 30.0, 40.0), strict=True):
+        selector.service_time(spec.name).record_profile(1, ms)
+        rows.append(selector.variant(spec, "pretrained",
+                                     profiled_for_request=spec.name in waited_for))
+    return rows
+
+
+def test_no_latency_is_promised_before_the_familys_overhead_was_observed():
+    selector = VariantSelector()
+    first = selector.choose("efficientnet_lite", lite_rows(selector), latency_budget_ms=100)
+    answer = first.to_dict()
+    assert answer["chosen"] == "efficientnet_lite2"
+    assert answer["latency_measured"] is False and answer["expected_latency_ms"] is None
+    assert answer["unmeasured"] == [
+        "no efficientnet_lite request had been served yet: decode, preprocessing and "
+        "postprocessing time is unknown and counted as 0"]
+    assert "not a measured promise" in answer["reason"]
+    assert all(c["overhead_observed"] is False for c in answer["candidates"])
+
+    # Observed through Lite0, whose figures the choice of Lite2 does not use.
+    selector.observe("efficientnet_lite", "efficientnet_lite0", infer_ms=20.0, overhead_ms=8.0)
+    second = selector.choose("efficientnet_lite", lite_rows(selector),
+                             latency_budget_ms=100).to_dict()
+    assert second["latency_measured"] is True and second["unmeasured"] == []
+    assert second["expected_latency_ms"] == 48.0
+    assert "not a measured promise" not in second["reason"]
+
+
+def test_a_variant_the_request_waited_to_profile_is_flagged_and_promises_nothing():
+    selector = VariantSelector()
+    selector.observe("efficientnet_lite", "efficientnet_lite1", infer_ms=30.0, overhead_ms=5.0)
+    rows = lite_rows(selector, waited_for=frozenset({"efficientnet_lite2"}))
+    answer = selector.choose("efficientnet_lite", rows, latency_budget_ms=100).to_dict()
+    assert answer["chosen"] == "efficientnet_lite2"
+    assert answer["latency_measured"] is False and answer["expected_latency_ms"] is None
+    assert answer["unmeasured"] == [
+        "efficientnet_lite2 was not loaded and profiled when this request arrived: the "
+        "request waited for that (timing_ms.selection)"]
+    flagged = {c["name"]: c["profiled_for_request"] for c in answer["candidates"]}
+    assert flagged == {"efficientnet_lite0": False, "efficientnet_lite1": False,
+                       "efficientnet_lite2": True}
+    # A choice of a variant that was ready keeps its promise, whatever the others were.
+    floor = selector.choose("efficientnet_lite", rows, min_top1=75).to_dict()
+    assert floor["chosen"] == "efficientnet_lite0" and floor["latency_measured"] is True
+    assert floor["expected_latency_ms"] == 25.0

@@ -2,10 +2,13 @@
 
     python -m clients classify cat.jpg [dog.png ...] --model resnet50 --top-k 5 [--grpc]
     python -m clients models [--grpc] [--json]
+    python -m clients classify cat.jpg --url https://localhost:3000 --ca cert.pem
 
 `--url` is the server (default http://localhost:3000, or localhost:3001 with --grpc);
+`--tls` uses TLS, verifying the server against the system's certificate authorities, or
+against the PEM file `--ca` names (a self-signed certificate, a private CA; implies --tls).
 `--json` prints machine-readable output. Exit status: 0 on success, 1 when the server (or
-the connection) reports an error, 2 for a usage error.
+the connection) reports an error, 2 for a usage error or a file that cannot be read.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from clients.client import ConvZooClient
@@ -29,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
                         help="use gRPC (Open Inference Protocol) instead of REST")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     common.add_argument("--tls", action="store_true", help="use TLS")
+    common.add_argument("--ca", metavar="PATH",
+                        help="verify the server with these CA certificates (PEM) instead of "
+                             "the system's; implies --tls")
     common.add_argument("--api-key", help="sent as 'authorization: Bearer <key>'")
     common.add_argument("--json", action="store_true", help="print JSON")
     root = argparse.ArgumentParser(prog="python -m clients",
@@ -61,12 +69,23 @@ def _models_table(models: list[ModelInfo], out: TextIO) -> None:
               f"{'yes' if m.ready else 'no':<5}  {m.input_size}", file=out)
 
 
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client's TLS arguments: `--ca` is REST's `verify` context or gRPC's roots."""
+    if args.ca is None:
+        return {"tls": args.tls}
+    pem = Path(args.ca).read_bytes()  # an OSError naming the file, before anything is sent
+    if args.grpc:
+        return {"tls": True, "root_certificates": pem}
+    return {"tls": True, "verify": ssl.create_default_context(cadata=pem.decode("ascii"))}
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     args = parser().parse_args(argv)
     try:
         with ConvZooClient(args.url, transport="grpc" if args.grpc else "rest",
-                           timeout=args.timeout, tls=args.tls, api_key=args.api_key) as client:
+                           timeout=args.timeout, api_key=args.api_key,
+                           **tls_options(args)) as client:
             if args.command == "models":
                 models = client.models()
                 if args.json:
@@ -81,7 +100,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
     except ConvZooError as error:
         print(f"error: {error}", file=err)
         return 1
-    except OSError as error:
+    except (OSError, ValueError) as error:  # an unreadable file, a URL that contradicts --tls
         print(f"error: {error}", file=err)
         return 2
     if args.json:

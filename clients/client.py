@@ -35,7 +35,9 @@ _UNSET: Any = object()
 
 
 def rest_url(url: str | None, tls: bool) -> str:
-    url = (url or DEFAULT_REST_URL).rstrip("/")
+    if url is None:  # the default server, over https when TLS is asked for
+        url = DEFAULT_REST_URL.replace("http://", "https://") if tls else DEFAULT_REST_URL
+    url = url.rstrip("/")
     if "://" not in url:
         return f"{'https' if tls else 'http'}://{url}"
     if tls and url.startswith("http://"):

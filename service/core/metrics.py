@@ -44,7 +44,8 @@ REQUEST_LATENCY = _remember_children(Histogram(
     ["model", "endpoint"], buckets=_LATENCY_BUCKETS, registry=REGISTRY))
 STAGE_LATENCY = _remember_children(Histogram(
     "convzoo_stage_latency_seconds",
-    "Latency of one stage (decode, preprocess, queue, infer, postprocess) per model",
+    "Latency of one stage (decode_wait, decode, preprocess, queue, infer, postprocess) per "
+    "model",
     ["model", "stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY))
 BATCH_SIZE = _remember_children(Histogram(
     "convzoo_batch_size", "Images per batch run by a model's dynamic batcher",
@@ -58,6 +59,17 @@ QUEUE_DEPTH = _remember_children(Gauge(
 SHED = _remember_children(Counter(
     "convzoo_shed_total", "Requests refused at once because a model's queue was full",
     ["model"], registry=REGISTRY))
+DECODE_BACKLOG_PIXELS = _remember_children(Gauge(
+    "convzoo_decode_backlog_pixels",
+    "Full-resolution pixels of the images a decode lane has admitted or keeps waiting",
+    ["lane"], multiprocess_mode="livesum", registry=REGISTRY))
+DECODE_BACKLOG_REQUESTS = _remember_children(Gauge(
+    "convzoo_decode_backlog_images", "Images a decode lane is decoding, or keeps waiting",
+    ["lane"], multiprocess_mode="livesum", registry=REGISTRY))
+DECODE_REFUSED = _remember_children(Counter(
+    "convzoo_decode_refused_total",
+    "Images refused (503) because their decode lane's budget stayed spent", ["lane"],
+    registry=REGISTRY))
 MODELS_LOADED = Gauge(
     "convzoo_models_loaded", "Models loaded and ready to serve",
     multiprocess_mode="livesum", registry=REGISTRY)

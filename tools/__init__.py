@@ -1,0 +1,1 @@
+"""The `convzoo` command (tools/convzoo.py); nothing else lives here."""

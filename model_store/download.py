@@ -2,8 +2,9 @@
 
 A download that breaks off keeps what it got; the next attempt (a retry, or the next run)
 asks for the rest with an HTTP Range request. `If-Range` carries the validator (ETag, else
-Last-Modified) of the first response, so that a file changed on the server in between is
-fetched whole instead of spliced. Connection errors, timeouts, short bodies and 408/429/5xx
+Last-Modified) of the first response, kept beside the part, so that a file changed on the
+server in between is fetched whole instead of spliced; a part from a server that gave no
+validator is not resumed by a later run. Connection errors, timeouts, short bodies and 408/429/5xx
 answers are retried with exponential backoff; any other HTTP error fails at once. This module
 knows nothing of models or digests: the caller verifies the finished `.part` file before
 using it, and decides its final name.

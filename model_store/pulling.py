@@ -30,6 +30,7 @@ from model_store.store import StoreError
 from model_store.weights import WeightsError
 
 DOWNLOAD = "download"
+UNAVAILABLE = "with no source here"  # pull says why, variant by variant
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def plan(specs: list[ModelSpec], random_init: bool, source_format: str | None,
         try:
             source = pick_source(spec, source_format)
         except WeightsError:
-            steps.append(Step(spec, DOWNLOAD))  # pull reports the error itself
+            steps.append(Step(spec, UNAVAILABLE))
             continue
         if source.format in ("lite-package", "trained-here"):
             steps.append(Step(spec, FROM_PACKAGE if source.package else TRAINED_HERE))
@@ -104,8 +105,9 @@ def plan(specs: list[ModelSpec], random_init: bool, source_format: str | None,
             continue
         try:
             url = sources.fetch_url(source, sources.mirror_base(fetch.mirror))
-        except WeightsError:
-            url = None
+        except WeightsError:  # e.g. HF_HUB_OFFLINE
+            steps.append(Step(spec, UNAVAILABLE))
+            continue
         steps.append(Step(spec, DOWNLOAD, url))
     return _with_sizes(steps, fetch.policy.timeout_s)
 

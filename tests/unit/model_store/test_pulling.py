@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from model_store import registry
-from model_store.operations import FROM_PACKAGE, Pulled
-from model_store.pulling import DOWNLOAD, PullTotals, Step, describe, human_bytes
+from model_store.acquire import FetchOptions
+from model_store.operations import FROM_PACKAGE, RANDOM_INIT, TRAINED_HERE, Pulled
+from model_store.pulling import (
+    DOWNLOAD,
+    UNAVAILABLE,
+    PullTotals,
+    Step,
+    describe,
+    human_bytes,
+    plan,
+)
 
 
 def test_human_bytes():
@@ -27,3 +36,13 @@ def test_totals_line():
                         skipped=["c"], failed={"d": "HTTP 404"}, seconds=2.04)
     assert totals.line() == ("pull: 2 stored, 1 skipped (already stored), 1 failed; "
                              "1 downloaded (1.0 MB), 1 from caches; 2.0 s")
+
+
+def test_plan_says_where_each_variant_comes_from():
+    lenet5, lite0 = registry.get("lenet5"), registry.get("efficientnet_lite0")
+    quiet = FetchOptions(progress=False)
+    assert [s.origin for s in plan([lenet5, lite0], False, None, quiet)] == [
+        TRAINED_HERE, FROM_PACKAGE]
+    assert [s.origin for s in plan([lenet5], True, None, quiet)] == [RANDOM_INIT]
+    # LeNet-5 has no Hub file: said in the plan, and by pull itself when it gets there.
+    assert [s.origin for s in plan([lenet5], False, "timm", quiet)] == [UNAVAILABLE]

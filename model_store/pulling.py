@@ -74,7 +74,8 @@ def human_bytes(count: int | None) -> str:
 
 def _weights_from(found_in: str) -> str:
     return {RANDOM_INIT: "random-init", DOWNLOADED: "downloaded", TRAINED_HERE: "trained here",
-            FROM_PACKAGE: "from its registry package"}.get(found_in, f"from the {found_in}")
+            FROM_PACKAGE: "from its registry package", UNAVAILABLE: UNAVAILABLE,
+            }.get(found_in, f"from the {found_in}")
 
 
 def already_stored(specs: list[ModelSpec], random_init: bool) -> set[str]:
@@ -132,7 +133,8 @@ def describe(steps: list[Step], skipped: list[str]) -> str:
     counts: dict[str, int] = {}
     for step in steps:
         counts[step.origin] = counts.get(step.origin, 0) + 1
-    parts = [f"{n} {origin}" for origin, n in counts.items() if origin != DOWNLOAD]
+    parts = [f"{n} {_weights_from(origin)}" for origin, n in counts.items()
+             if origin != DOWNLOAD]
     downloads = [s for s in steps if s.origin == DOWNLOAD]
     if downloads:
         known = [s.size for s in downloads if s.size is not None]

@@ -24,10 +24,12 @@ def test_human_bytes():
 def test_plan_counts_each_origin_and_sums_the_known_sizes():
     spec = registry.get("resnet18")
     steps = [Step(spec, FROM_PACKAGE), Step(spec, DOWNLOAD, "u1", 2_000_000),
+             Step(spec, "PyTorch hub cache"), Step(spec, UNAVAILABLE),
              Step(spec, DOWNLOAD, "u2", 3_000_000), Step(spec, DOWNLOAD, "u3", None)]
     assert describe(steps, ["lenet5"]) == (
-        "pull: 5 variants: 1 already stored (--force re-imports), 1 registry package, "
-        "3 to download (5.0 MB for 2 of them)")
+        "pull: 7 variants: 1 already stored (--force re-imports), 1 from its registry package, "
+        "1 from the PyTorch hub cache, 1 with no source here, 3 to download (5.0 MB for 2 of "
+        "them)")
 
 
 def test_totals_line():

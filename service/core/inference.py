@@ -29,7 +29,7 @@ from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
 from service.core import metrics
-from service.core.backends import Backend, create_backend
+from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config, usable_cores
 from service.core.crops import check_crop_scheme, crop_tensors
@@ -188,9 +188,7 @@ class InferenceCore:
             raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
-        backend = create_backend(self.config.backend, stored, self.config.device,
-                                 self.config.threads_for(spec.name),
-                                 self.config.intra_op_spinning)
+        backend = backend_for(self.config, stored, spec.name)
         # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
         batching = self.config.batching_for(spec.name)
         for size in (1, batching.max_batch_size):
@@ -395,6 +393,8 @@ class InferenceCore:
             "load_error": self.load_errors.get(name),
             "backend": engine.backend.name if engine else None,
             "providers": list(engine.backend.providers) if engine else None,
+            # asked vs got: device, providers, precision, I/O binding, and why if less
+            "execution": engine.backend.execution.to_dict() if engine else None,
             "computed": ({"params_m": engine.stored.record["params_m"],
                           "mult_adds_m": engine.stored.record["mult_adds_m"]}
                          if engine else None),

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from service.core import nvml
 from service.core.config import PROVIDER_KEYS, ServingConfig, TensorRTConfig, usable_cores
 from service.core.providers import (
-    GPU_PROVIDERS,
     ExecutionInfo,
     available_providers,
     cuda_options,
@@ -107,7 +107,7 @@ class OnnxRuntimeBackend:
         asked = plan_providers(device, providers, available_providers())
         # Only what can be created here goes into the real session: the fp16 variant and the
         # TensorRT profile are for a GPU that is there.
-        usable = list(usable_providers(tuple(asked))) if asked[0] in GPU_PROVIDERS else asked
+        usable, why = usable_providers(tuple(asked))
         fp16 = precision == "fp16" and device_of(usable) == "cuda"
         model_path = self._model_file(stored, fp16)
         options = ort.SessionOptions()
@@ -120,7 +120,7 @@ class OnnxRuntimeBackend:
         session = ort.InferenceSession(str(model_path), options, providers=[
             self._with_options(name, stored, fp16, tensorrt, max_batch_size) for name in usable])
         granted = session.get_providers()
-        fallback = judge_granted(device, asked, granted)
+        fallback = judge_granted(device, asked, granted, why)
         if precision == "fp16" and not fp16:
             fallback = "; ".join(filter(None, [
                 fallback, "precision fp16 runs on the CUDA and TensorRT providers only: "
@@ -134,7 +134,9 @@ class OnnxRuntimeBackend:
             precision="fp16" if fp16 else "fp32",
             io_binding=io_binding, model_file=model_path.name, fallback=fallback)
         if fallback:
-            log.warning("%s: %s", stored.record["name"], fallback)
+            # Expected on a machine with no GPU at all; a GPU that is there and unused is not.
+            level = logging.INFO if nvml.driver_missing() else logging.WARNING
+            log.log(level, "%s: %s", stored.record["name"], fallback)
         self.input_name = session.get_inputs()[0].name
         self._bound = IoBoundRunner(session, self.device) if io_binding else None
 

@@ -28,7 +28,7 @@ from model_store.registry import UnknownModel
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
-from service.core import metrics
+from service.core import gpu_decode, metrics
 from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config, usable_cores
@@ -36,6 +36,7 @@ from service.core.crops import check_crop_scheme, crop_tensors
 from service.core.decoding import decode_image
 from service.core.ensemble import DEFAULT_MAX_MEMBERS, combine, plan_ensemble
 from service.core.errors import (
+    DeviceUnavailable,
     InvalidArgument,
     ModelNotFound,
     NotReady,
@@ -94,6 +95,7 @@ class InferenceCore:
             max(2, usable_cores()), thread_name_prefix="preprocess")
         self.started = False
         self._stored_cache: tuple[float, dict[str, str]] | None = None
+        self.gpu_jpeg: gpu_decode.GpuJpegPreprocessor | None = None  # set by start()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -101,8 +103,13 @@ class InferenceCore:
         for name in self.config.startup_models:
             try:
                 await self.engine(name)
+            except DeviceUnavailable:
+                raise  # a GPU configured and not usable: a start-up error (docs/gpu.md)
             except ServiceError as exc:
                 log.error("start-up model %s failed to load: %s", name, exc.message)
+        self.gpu_jpeg = gpu_decode.for_config(
+            self.config.decode, self.config.gpu_decode_min_pixels,
+            [engine.backend.device for engine in self.engines.values()])
         self.started = True
 
     @property
@@ -262,17 +269,23 @@ class InferenceCore:
             tensor = preprocess(image, spec.input)
             return tensor, t1 - t0, time.perf_counter() - t1
 
-        results = await asyncio.gather(*(loop.run_in_executor(self._prep_executor, one, item)
-                                         for item in enumerate(images)))
-        decode_s = max(r[1] for r in results)
-        prep_s = max(r[2] for r in results)
+        if self.gpu_jpeg is not None:  # large JPEGs through nvJPEG, the rest on the CPU
+            batch, decode_s, prep_s = await loop.run_in_executor(
+                self._prep_executor, self.gpu_jpeg.preprocess, images, spec.input,
+                self.config.max_image_pixels)
+        else:
+            results = await asyncio.gather(*(loop.run_in_executor(self._prep_executor, one, item)
+                                             for item in enumerate(images)))
+            decode_s = max(r[1] for r in results)
+            prep_s = max(r[2] for r in results)
+            # a view for the common single image: no copy
+            batch = results[0][0][None] if len(results) == 1 else np.stack(
+                [r[0] for r in results])
         metrics.STAGE_LATENCY.labels(spec.name, "decode").observe(decode_s)
         metrics.STAGE_LATENCY.labels(spec.name, "preprocess").observe(prep_s)
         timing["decode"] = _ms(decode_s)
         timing["preprocess"] = _ms(prep_s)
-        if len(results) == 1:
-            return results[0][0][None]  # a view: no copy for the common single image
-        return np.stack([r[0] for r in results])
+        return batch
 
     async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
                     deadline: float | None = None) -> np.ndarray:

@@ -36,16 +36,22 @@ def _nvml() -> Any | None:
         return None
 
 
-def nvml_problem() -> str | None:
-    """Why there are no GPU readings here (None: NVML works)."""
+def driver_missing() -> str | None:
+    """Why there is certainly no usable NVIDIA GPU here (NVML has no driver or no device), or
+    None: there may be one (NVML sees a GPU, or nvidia-ml-py is not installed to ask)."""
     try:
         import pynvml
     except ImportError:
-        return "nvidia-ml-py (pynvml) is not installed"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:
-        return f"NVML: {exc} (no NVIDIA driver here)"
+        return None
+    nvml = _nvml()
+    if nvml is None:
+        try:
+            pynvml.nvmlInit()
+        except Exception as exc:
+            return f"no NVIDIA driver (NVML: {exc})"
+        return None
+    if nvml.nvmlDeviceGetCount() == 0:
+        return "the NVIDIA driver sees no GPU"
     return None
 
 

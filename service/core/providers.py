@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from service.core import nvml
 from service.core.config import PROVIDER_KEYS, TensorRTConfig
 from service.core.errors import DeviceUnavailable
 
@@ -85,31 +86,38 @@ def plan_providers(device: str, order: tuple[str, ...] | list[str],
     return [*planned, CPU_PROVIDER]
 
 
-def judge_granted(device: str, asked: list[str], granted: list[str]) -> str | None:
+def judge_granted(device: str, asked: list[str], granted: list[str],
+                  why: str | None = None) -> str | None:
     """Why the session runs on less than it asked for (None: it got its first choice).
 
     Raises `DeviceUnavailable` when `device: cuda` got no GPU provider at all."""
     if granted and granted[0] == asked[0]:
         return None
     missing = [p for p in asked if p not in granted]
-    reason = (f"asked for {asked}, got {granted}: {', '.join(missing)} could not be created "
-              "here (no GPU or driver, or their CUDA or TensorRT libraries are missing: ONNX "
-              "Runtime logged why when it first tried)")
+    reason = (f"asked for {asked}, got {granted}: {', '.join(missing)} not usable here: "
+              f"{why or 'ONNX Runtime could not create them (its log says why)'}")
     if not GPU_PROVIDERS.intersection(granted) and device == "cuda":
         raise DeviceUnavailable(f"device: cuda is configured, but {reason}")
     return reason
 
 
 @functools.cache
-def usable_providers(asked: tuple[str, ...]) -> tuple[str, ...]:
-    """Those of `asked` that ONNX Runtime can create here, found once per process with a
-    one-node model: what a real session would get, known before choosing its model file
-    (no fp16 variant made, no TensorRT profile planned, for a GPU that is not there)."""
+def usable_providers(asked: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """Those of `asked` that ONNX Runtime can create here, and why not all, found once per
+    process: what a real session would get, known before choosing its model file (no fp16
+    variant made, no TensorRT profile planned, for a GPU that is not there).
+
+    Where NVML says there is no driver the GPU providers are not tried at all; elsewhere a
+    one-node model is opened with them."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    if GPU_PROVIDERS.intersection(asked):
-        preload_cuda_libraries()
+    if not GPU_PROVIDERS.intersection(asked):
+        return asked, None
+    missing = nvml.driver_missing()
+    if missing:
+        return (CPU_PROVIDER,), missing
+    preload_cuda_libraries()
     tensor = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [tensor],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
@@ -118,10 +126,12 @@ def usable_providers(asked: tuple[str, ...]) -> tuple[str, ...]:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     try:
         session = ort.InferenceSession(model.SerializeToString(), providers=list(asked))
-    except Exception as exc:  # ONNX Runtime retries without a failing provider; if even
-        log.warning("no provider of %s could be created: %s", asked, exc)  # that fails
-        return (CPU_PROVIDER,)
-    return tuple(session.get_providers())
+    except Exception as exc:  # ONNX Runtime retries without a failing provider; even that
+        return (CPU_PROVIDER,), f"no provider of {list(asked)} could be created: {exc}"
+    granted = tuple(session.get_providers())
+    return granted, None if granted == asked else (
+        "ONNX Runtime could not create them (their CUDA or TensorRT libraries are missing, "
+        "or the GPU is unsupported: its log says which)")
 
 
 def device_of(granted: list[str] | tuple[str, ...]) -> str:

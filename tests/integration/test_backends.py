@@ -3,7 +3,9 @@ Runtime's provider choice, fallback and I/O binding on this machine's providers.
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,7 +102,11 @@ def _no_gpu_here() -> bool:
 
 @pytest.mark.skipif(not _no_gpu_here(), reason="checks the fallback on a machine with no GPU")
 def test_auto_on_a_machine_without_gpu_falls_back_and_says_why(tmp_path):
-    stored = store.find("lenet5")
+    original = store.find("lenet5")
+    folder = tmp_path / "lenet5"  # a copy with no fp16 variant yet
+    shutil.copytree(original.path, folder, ignore=shutil.ignore_patterns("model.fp16.*"))
+    stored = SimpleNamespace(path=folder, record=original.record,
+                             onnx_path=folder / "model.onnx")
     backend = OnnxRuntimeBackend(stored, device="auto", precision="fp16")
     info = backend.execution
     assert info.device_asked == "auto" and info.device == "cpu"

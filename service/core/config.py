@@ -1,5 +1,6 @@
 """Serving configuration: which models load at start-up, backend, batching, limits, access
-(API keys, gRPC TLS).
+(API keys, gRPC TLS), and the GPU path (providers, precision, I/O binding, TensorRT cache,
+JPEG decoding: docs/gpu.md).
 
 Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
 default so an empty file serves the embedded default models.

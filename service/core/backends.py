@@ -90,6 +90,8 @@ class IoBoundRunner:
         else:
             input_value.update_inplace(batch)
         self.session.run_with_iobinding(binding)
+        if input_value is not None:
+            binding.synchronize_outputs()  # the GPU's work is done before the copy back
         # On the CPU numpy() is a view of the bound output, which the next batch of this
         # size overwrites while callers may still read this one: hand out a copy.
         return output_value.numpy().copy()

@@ -157,9 +157,10 @@ def preload_cuda_libraries() -> str:
 
 
 def cuda_options(device_id: int = 0) -> dict[str, Any]:
-    """CUDA provider options: its own stream for copies, so that a bound input's copy and the
-    run are ordered, and cuDNN's heuristic algorithm search (EXHAUSTIVE re-searches per new
-    batch shape, which the dynamic batcher makes often)."""
+    """CUDA provider options: copies on the stream the model runs on (ONNX Runtime's default,
+    spelled out: a bound input's copy is then ordered before the run), and cuDNN's heuristic
+    algorithm search (EXHAUSTIVE, the default, searches again for every new batch shape, and
+    the dynamic batcher makes many)."""
     return {"device_id": device_id, "do_copy_in_default_stream": True,
             "cudnn_conv_algo_search": "HEURISTIC"}
 

@@ -43,3 +43,29 @@ async def test_a_configured_gpu_that_is_not_usable_fails_start_up(tmp_path, key,
         assert not core.ready
     finally:
         await core.close()
+
+
+async def test_requests_go_through_the_gpu_preprocessor_when_there_is_one(tmp_path, cat_jpeg,
+                                                                          coffee_jpeg):
+    """The core's request path with the GPU preprocessor in place (run on torchvision's CPU
+    device here): the same classes as the CPU path, and the same refusals."""
+    from service.core.errors import InvalidImage
+    from service.core.gpu_decode import GpuJpegPreprocessor
+
+    config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
+                         startup_models=("efficientnet_lite0",))
+    core = InferenceCore(config)
+    try:
+        await core.start()
+        assert core.gpu_jpeg is None  # decode auto, no model on a GPU here
+        on_cpu = await core.classify(None, [cat_jpeg, coffee_jpeg], 3)
+        core.gpu_jpeg = GpuJpegPreprocessor("cpu", min_pixels=0)
+        on_gpu_path = await core.classify(None, [cat_jpeg, coffee_jpeg], 3)
+        for cpu_result, gpu_result in zip(on_cpu, on_gpu_path, strict=True):
+            assert ([p["index"] for p in gpu_result["predictions"]]
+                    == [p["index"] for p in cpu_result["predictions"]])
+            assert gpu_result["timing_ms"]["decode"] > 0
+        with pytest.raises(InvalidImage, match=r"images\[1\]: not an image file"):
+            await core.classify(None, [cat_jpeg, b"definitely not a JPEG"], 3)
+    finally:
+        await core.close()

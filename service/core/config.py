@@ -1,5 +1,6 @@
 """Serving configuration: which models load at start-up, backend, batching, limits, access
-(API keys, gRPC TLS).
+(API keys, gRPC TLS), and the GPU path (providers, precision, I/O binding, TensorRT cache,
+JPEG decoding: docs/gpu.md).
 
 Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
 default so an empty file serves the embedded default models.
@@ -36,11 +37,48 @@ class BatchingConfig:
 
 
 @dataclass(frozen=True)
+class TensorRTConfig:
+    """ONNX Runtime's TensorRT provider (docs/gpu.md). Engines are built for a dynamic batch
+    profile from 1 to the model's max batch size, and cached: a cold build takes minutes."""
+    engine_cache: bool = True  # trt_engine_cache_enable
+    # trt_engine_cache_path; None: `tensorrt/` in the model's own folder of the model store
+    cache_dir: str | None = None
+    timing_cache: bool = True  # trt_timing_cache_enable: kernel timings shared across builds
+
+
+PROVIDER_KEYS = ("tensorrt", "cuda", "cpu")
+PRECISIONS = ("fp32", "fp16")
+DECODE_MODES = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     default_model: str = "efficientnet_lite0"
     startup_models: tuple[str, ...] = ("efficientnet_lite0", "lenet5")
     backend: str = "onnxruntime"  # or "pytorch"
-    device: str = "auto"  # "auto" picks CUDA when present
+    device: str = "auto"  # auto | cpu | cuda (see `providers`)
+    # --- the GPU path (docs/gpu.md) ---
+    # ONNX Runtime providers to ask for, in order, among those ONNX Runtime offers; the CPU
+    # provider always comes last. `device: cuda` refuses to load a model that gets no GPU
+    # provider (onnxruntime-gpu lists CUDA even where no driver is: listed is not usable);
+    # `device: auto` falls back to the CPU, logged. What each model got: GET /models/{name}.
+    providers: tuple[str, ...] = PROVIDER_KEYS
+    # fp16 runs the model's fp16 variant (inputs and outputs stay float32) on the CUDA and
+    # TensorRT providers. On the CPU provider it runs fp32: refused with `device: cpu`,
+    # logged with `device: auto`.
+    precision: str = "fp32"
+    # Bind input and output buffers per batch size: one host-to-device copy a batch, and no
+    # output allocation per run. Results are identical to plain `session.run`.
+    io_binding: bool = True
+    tensorrt: TensorRTConfig = TensorRTConfig()
+    # JPEG decoding: `gpu` (nvJPEG through torchvision, for images of at least
+    # `gpu_decode_min_pixels`), `cpu`, or `auto` (gpu when the model runs on a GPU provider
+    # and torchvision sees CUDA). Header checks (pixel limit, format) always run on the CPU
+    # first; other formats, and multi-crop/ensembles, always decode on the CPU.
+    decode: str = "auto"
+    # Below this size the CPU decodes about as fast as the round trip to the GPU: measure it
+    # with `make bench-gpu` (its decode rows) and set it from there.
+    gpu_decode_min_pixels: int = 1_000_000
     # Intra-op threads per model instance; None: the cores divided among the instances, so
     # that two instances on two cores do not fight over four threads.
     threads: int | None = None
@@ -149,7 +187,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Serv
         }
     if "decode_lanes" in raw:
         raw["decode_lanes"] = tuple(_lane(lane, path) for lane in raw["decode_lanes"] or ())
-    for key in ("startup_models", "api_keys", "open_paths"):
+    if isinstance(raw.get("tensorrt"), dict):
+        raw["tensorrt"] = TensorRTConfig(**raw["tensorrt"])
+    for key in ("startup_models", "api_keys", "open_paths", "providers"):
         if key in raw:
             if isinstance(raw[key], str):  # tuple("key") would be its characters
                 raise ValueError(f"{path}: {key} must be a list, not a string")
@@ -157,6 +197,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Serv
     config = ServingConfig(**raw)
     for batching in (config.batching, *config.per_model_batching.values()):
         _check_instances(batching.instances, path)
+    check_gpu_settings(config, path)
     return config
 
 
@@ -175,3 +216,22 @@ def _check_instances(value: Any, path: Path) -> None:
         return
     raise ValueError(f"{path}: batching instances must be a positive integer or 'auto', got "
                      f"{value!r}")
+
+
+def check_gpu_settings(config: ServingConfig, source: object = "configuration") -> None:
+    """Refuse GPU-path settings that cannot mean anything, before any model loads."""
+    def choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            raise ValueError(f"{source}: {key} must be one of {', '.join(allowed)}, "
+                             f"got {value!r}")
+
+    choice("device", config.device, ("auto", "cpu", "cuda"))
+    choice("precision", config.precision, PRECISIONS)
+    choice("decode", config.decode, DECODE_MODES)
+    for provider in config.providers:
+        choice("providers[]", provider, PROVIDER_KEYS)
+    if config.device == "cpu" and config.precision == "fp16":
+        raise ValueError(f"{source}: precision fp16 runs on the CUDA and TensorRT providers "
+                         "only; with device: cpu use precision: fp32 (or device: auto)")
+    if config.device == "cpu" and config.decode == "gpu":
+        raise ValueError(f"{source}: decode: gpu needs a GPU; device is cpu")

@@ -101,6 +101,11 @@ class ImageProbe:
         self.width, self.height = image.size
 
     @property
+    def image(self) -> Image.Image:
+        """The opened image, header read, pixels not yet decoded."""
+        return self._image
+
+    @property
     def pixels(self) -> int:
         """Full-resolution pixels: what decoding costs in work (and, but for JPEG, memory)."""
         return self.width * self.height

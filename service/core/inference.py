@@ -29,13 +29,14 @@ from model_store.registry import UnknownModel
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
-from service.core import metrics
-from service.core.backends import Backend, create_backend
+from service.core import gpu_decode, metrics
+from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config, usable_cores
 from service.core.crops import check_crop_scheme, crop_tensors, decode_side, decode_sides
 from service.core.ensemble import DEFAULT_MAX_MEMBERS, combine, plan_ensemble
 from service.core.errors import (
+    DeviceUnavailable,
     InvalidArgument,
     ModelNotFound,
     NotReady,
@@ -96,6 +97,7 @@ class InferenceCore:
         self.pipeline = ImagePipeline(self.config)
         self.started = False
         self._stored_cache: tuple[float, dict[str, str]] | None = None
+        self.gpu_jpeg: gpu_decode.GpuJpegPreprocessor | None = None  # set by start()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -103,8 +105,13 @@ class InferenceCore:
         for name in self.config.startup_models:
             try:
                 await self.engine(name)
+            except DeviceUnavailable:
+                raise  # a GPU configured and not usable: a start-up error (docs/gpu.md)
             except ServiceError as exc:
                 log.error("start-up model %s failed to load: %s", name, exc.message)
+        self.gpu_jpeg = gpu_decode.for_config(
+            self.config.decode, self.config.gpu_decode_min_pixels,
+            [engine.backend.device for engine in self.engines.values()])
         self.started = True
 
     @property
@@ -208,8 +215,7 @@ class InferenceCore:
         config, batching = self.config, self.config.batching_for(spec.name)
 
         def make(threads: int) -> Backend:
-            return create_backend(config.backend, stored, config.device, threads,
-                                  config.intra_op_spinning)
+            return backend_for(config, stored, spec.name, threads)
 
         if batching.instances != "auto":
             threads = config.threads_for(spec.name)
@@ -298,6 +304,12 @@ class InferenceCore:
                                 timing: dict[str, float], deadline: float | None = None
                                 ) -> np.ndarray:
         """The images decoded at the model's resize and preprocessed, as one batch."""
+        if self.gpu_jpeg is not None:  # large JPEGs through nvJPEG, the rest on the CPU
+            batch, decode_s, prep_s = await self.pipeline.run_blocking(
+                self.gpu_jpeg.preprocess, images, spec.input, self.pipeline.limits)
+            self._record_preparation(spec.name, [Prepared(batch, 0.0, decode_s, prep_s)],
+                                     timing)
+            return batch
         prepared = await self.pipeline.prepare_all(
             images, spec.input.resize, partial(preprocess, spec=spec.input), deadline)
         self._record_preparation(spec.name, prepared, timing)
@@ -438,6 +450,8 @@ class InferenceCore:
             "backend": engine.backend.name if engine else None,
             "providers": list(engine.backend.providers) if engine else None,
             "layout": engine.layout.to_dict() if engine else None,
+            # asked vs got: device, providers, precision, I/O binding, and why if less
+            "execution": engine.backend.execution.to_dict() if engine else None,
             "computed": ({"params_m": engine.stored.record["params_m"],
                           "mult_adds_m": engine.stored.record["mult_adds_m"]}
                          if engine else None),

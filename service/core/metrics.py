@@ -8,9 +8,9 @@ no pid label. Outside BentoML `exposition()` renders them from this module's reg
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.core import nvml
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -91,19 +91,14 @@ GPU_UTILISATION = Gauge(
 
 
 def refresh_gpu_gauges() -> None:
-    """Sample GPU memory and utilisation, where torch sees a CUDA device."""
+    """Sample GPU memory and utilisation through NVML, where an NVIDIA driver is (no torch)."""
     try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return
-        for index in range(torch.cuda.device_count()):
-            free, total = torch.cuda.mem_get_info(index)
-            GPU_MEMORY_USED.labels(str(index)).set(total - free)
-            with contextlib.suppress(Exception):  # needs pynvml; memory is still reported
-                GPU_UTILISATION.labels(str(index)).set(torch.cuda.utilization(index) / 100.0)
+        readings = nvml.read_gpus()
     except Exception:  # a broken driver must not break /metrics
         return
+    for reading in readings:
+        GPU_MEMORY_USED.labels(str(reading.index)).set(reading.memory_used_bytes)
+        GPU_UTILISATION.labels(str(reading.index)).set(reading.utilisation)
 
 
 def exposition() -> bytes:

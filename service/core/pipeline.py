@@ -88,6 +88,11 @@ class ImagePipeline:
         return await asyncio.get_running_loop().run_in_executor(self._transform_executor,
                                                                 timed)
 
+    async def run_blocking(self, work: Callable[..., T], *args) -> T:
+        """`work(*args)` on the transform pool (a path that decodes by other means)."""
+        return await asyncio.get_running_loop().run_in_executor(self._transform_executor,
+                                                                work, *args)
+
     def close(self) -> None:
         self.admission.close()
         self._transform_executor.shutdown(wait=False)

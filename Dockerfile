@@ -25,6 +25,7 @@ COPY README.md ./
 COPY model_store ./model_store
 COPY service ./service
 COPY clients ./clients
+COPY tools ./tools
 # Editable, so that service/config.yaml (not package data) stays where the code finds it.
 RUN pip install --no-deps -e .
 

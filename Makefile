@@ -8,7 +8,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup models serve test bench loadtest lint clean protos
+.PHONY: setup models serve test bench bench-gpu loadtest lint clean protos
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ test: models
 bench: models
 	$(BIN)/python -m service.bench
 
+# The GPU benchmark (docs/gpu.md): CPU, CUDA fp32/fp16, TensorRT fp16, served REST/gRPC, GPU
+# utilisation, nvJPEG; one JSON + Markdown report in .bentoml-bench/gpu-report/. Its own
+# budget (--budget-s, 420 s) skips what would overrun; the timeout is the hard stop (the
+# reports are written after every stage, so a stopped run keeps what it measured). On a
+# machine with no GPU it runs the CPU rows and says what it skipped.
+# e.g. make bench-gpu BENCH_GPU_ARGS="--require-gpu --models efficientnet_lite0"
+BENCH_GPU_ARGS ?=
+BENCH_GPU_TIMEOUT ?= 480
+bench-gpu: models
+	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m service.bench_gpu $(BENCH_GPU_ARGS)
+
 # Locust against a running server (`make serve` in another shell), headless and bounded, then
 # the SLO check: no failed request, aggregated p95 under CONVZOO_SLO_P95_MS (default 1000).
 # Locust itself does not fail on errors, so that loadtest/slo.py gives the one verdict.
@@ -50,7 +61,7 @@ loadtest: setup
 	$(BIN)/python loadtest/slo.py --csv-prefix $(LOADTEST_REPORTS)/convzoo
 
 lint: setup
-	$(BIN)/ruff check model_store service clients tests loadtest
+	$(BIN)/ruff check model_store service clients tools tests loadtest
 
 clean:
 	rm -rf $(VENV) .bentoml .pytest_cache

@@ -1,6 +1,7 @@
 """`python -m clients`: classify images and list models from the command line.
 
     python -m clients classify cat.jpg [dog.png ...] --model resnet50 --top-k 5 [--grpc]
+        [--resize-for-model]
     python -m clients models [--grpc] [--json]
     python -m clients classify cat.jpg --url https://localhost:3000 --ca cert.pem
 
@@ -47,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("images", nargs="+", help="image files")
     classify.add_argument("--model", help="model name (default: the server's default)")
     classify.add_argument("--top-k", type=int, default=5, help="how many classes to show")
+    classify.add_argument("--resize-for-model", action="store_true",
+                          help="shrink photos before sending them to what the model uses "
+                               "(saves upload and server time on camera photos)")
     commands.add_parser("models", parents=[common], help="list the server's models")
     return root
 
@@ -85,6 +89,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
     try:
         with ConvZooClient(args.url, transport="grpc" if args.grpc else "rest",
                            timeout=args.timeout, api_key=args.api_key,
+                           resize_for_model=getattr(args, "resize_for_model", False),
                            **tls_options(args)) as client:
             if args.command == "models":
                 models = client.models()

@@ -4,18 +4,27 @@ Both speak REST (`transport="rest"`, httpx) or gRPC (`transport="grpc"`, the Ope
 Protocol) with the same methods and results. Options common to both: a default `timeout`
 (seconds, per call, overridable per call; it bounds retries too), a `retry` policy
 (exponential backoff on unavailable/overloaded), TLS (`tls=True`; `root_certificates=` for
-gRPC, `verify=` for REST) and an API key sent as `authorization: Bearer <key>`.
+gRPC, `verify=` for REST), an API key sent as `authorization: Bearer <key>`, and
+`resize_for_model=True`, which shrinks camera photos before sending them to what the model
+(or crop scheme, ensemble, family) will use, read from the server's model list once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from clients.images import ImageInput, to_image_bytes
-from clients.protocol import GrpcProtocol, Operation, RestProtocol, T
-from clients.results import ClassifyResult, ModelInfo
+from clients.protocol import (
+    DecodeNeedsCache,
+    GrpcProtocol,
+    Operation,
+    RestProtocol,
+    T,
+    shrunk,
+)
+from clients.results import ClassifyResult, DecodeNeeds, ModelInfo
 from clients.transport import (
     AsyncGrpcTransport,
     AsyncRestTransport,
@@ -99,14 +108,43 @@ class _ClientBase:
                  timeout: float | None = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
                  tls: bool = False, root_certificates: bytes | str | Path | None = None,
                  verify: Any = True, api_key: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 resize_for_model: bool = False) -> None:
         self.options = _Options(url, transport, timeout, retry, tls, root_certificates, verify,
                                 api_key, max_message_bytes)
+        # Shrink photos before sending to what the model needs (see clients.images).
+        self.resize_for_model = resize_for_model
+        self._decode_needs = DecodeNeedsCache()
         o = self.options
         self._transport = (
             self._rest_transport(o.url, o.headers, o.verify) if transport == "rest"
             else self._grpc_transport(o.url, o.metadata, o.tls, o.root_certificates,
                                       o.max_message_bytes))
+
+    def _sending(self, images: Sequence[ImageInput],
+                 side: Callable[[DecodeNeeds], int | None],
+                 operation: Callable[[list[bytes]], Operation[T]]) -> Operation[T]:
+        """`operation` on the images' bytes, shrunk first when `resize_for_model` is on, to
+        the side `side` picks from the server's decode needs."""
+        encoded = [to_image_bytes(image) for image in images]
+        if not self.resize_for_model:
+            return operation(encoded)
+        return shrunk(self.options.protocol, self._decode_needs, encoded, side, operation)
+
+    # The side each call's photos are decoded for, from the server's decode needs.
+    @staticmethod
+    def _model_side(model: str | None, crops: int = 1
+                    ) -> Callable[[DecodeNeeds], int | None]:
+        return lambda needs: needs.side_for([model or needs.default_model], crops)
+
+    @staticmethod
+    def _members_side(models: Sequence[str] | None, crops: int | None
+                      ) -> Callable[[DecodeNeeds], int | None]:
+        return lambda needs: needs.side_for(list(models) if models else None, crops or 1)
+
+    @staticmethod
+    def _family_side(family: str) -> Callable[[DecodeNeeds], int | None]:
+        return lambda needs: needs.side_for(None, 1, family)
 
 
 class ConvZooClient(_ClientBase):
@@ -121,38 +159,46 @@ class ConvZooClient(_ClientBase):
     def classify(self, image: ImageInput, model: str | None = None, top_k: int = 5, *,
                  timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return self._run(self.options.protocol.classify(
-            to_image_bytes(image), model, top_k, timeout), timeout)
+        return self._run(self._sending(
+            [image], self._model_side(model),
+            lambda sent: self.options.protocol.classify(sent[0], model, top_k, timeout)),
+            timeout)
 
     def classify_batch(self, images: Sequence[ImageInput], model: str | None = None,
                        top_k: int = 5, *, timeout: float | None = _UNSET
                        ) -> list[ClassifyResult]:
         timeout = self.options.timeout_for(timeout)
-        return self._run(self.options.protocol.classify_batch(
-            [to_image_bytes(i) for i in images], model, top_k, timeout), timeout)
+        return self._run(self._sending(
+            images, self._model_side(model),
+            lambda sent: self.options.protocol.classify_batch(sent, model, top_k, timeout)),
+            timeout)
 
     def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,
                  ensemble: str | None = None, weights: Sequence[float] | None = None,
                  method: str = "mean", top_k: int = 5, crops: int | None = None, *,
                  timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return self._run(self.options.protocol.ensemble(
-            to_image_bytes(image), models, ensemble, weights, method, top_k, crops, timeout),
-            timeout)
+        return self._run(self._sending(
+            [image], self._members_side(models, crops),
+            lambda sent: self.options.protocol.ensemble(
+                sent[0], models, ensemble, weights, method, top_k, crops, timeout)), timeout)
 
     def multicrop(self, image: ImageInput, model: str | None = None, crops: int = 10,
                   top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return self._run(self.options.protocol.multicrop(
-            to_image_bytes(image), model, crops, top_k, timeout), timeout)
+        return self._run(self._sending(
+            [image], self._model_side(model, crops),
+            lambda sent: self.options.protocol.multicrop(sent[0], model, crops, top_k,
+                                                          timeout)), timeout)
 
     def select(self, image: ImageInput, family: str, latency_budget_ms: float | None = None,
                min_top1: float | None = None, top_k: int = 5, *,
                timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return self._run(self.options.protocol.select(
-            to_image_bytes(image), family, latency_budget_ms, min_top1, top_k, timeout),
-            timeout)
+        return self._run(self._sending(
+            [image], self._family_side(family),
+            lambda sent: self.options.protocol.select(
+                sent[0], family, latency_budget_ms, min_top1, top_k, timeout)), timeout)
 
     def models(self, *, timeout: float | None = _UNSET) -> list[ModelInfo]:
         return self._run(self.options.protocol.models(), self.options.timeout_for(timeout))
@@ -180,38 +226,46 @@ class AsyncConvZooClient(_ClientBase):
     async def classify(self, image: ImageInput, model: str | None = None, top_k: int = 5, *,
                        timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return await self._run(self.options.protocol.classify(
-            to_image_bytes(image), model, top_k, timeout), timeout)
+        return await self._run(self._sending(
+            [image], self._model_side(model),
+            lambda sent: self.options.protocol.classify(sent[0], model, top_k, timeout)),
+            timeout)
 
     async def classify_batch(self, images: Sequence[ImageInput], model: str | None = None,
                              top_k: int = 5, *, timeout: float | None = _UNSET
                              ) -> list[ClassifyResult]:
         timeout = self.options.timeout_for(timeout)
-        return await self._run(self.options.protocol.classify_batch(
-            [to_image_bytes(i) for i in images], model, top_k, timeout), timeout)
+        return await self._run(self._sending(
+            images, self._model_side(model),
+            lambda sent: self.options.protocol.classify_batch(sent, model, top_k, timeout)),
+            timeout)
 
     async def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,
                        ensemble: str | None = None, weights: Sequence[float] | None = None,
                        method: str = "mean", top_k: int = 5, crops: int | None = None, *,
                        timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return await self._run(self.options.protocol.ensemble(
-            to_image_bytes(image), models, ensemble, weights, method, top_k, crops, timeout),
-            timeout)
+        return await self._run(self._sending(
+            [image], self._members_side(models, crops),
+            lambda sent: self.options.protocol.ensemble(
+                sent[0], models, ensemble, weights, method, top_k, crops, timeout)), timeout)
 
     async def multicrop(self, image: ImageInput, model: str | None = None, crops: int = 10,
                         top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return await self._run(self.options.protocol.multicrop(
-            to_image_bytes(image), model, crops, top_k, timeout), timeout)
+        return await self._run(self._sending(
+            [image], self._model_side(model, crops),
+            lambda sent: self.options.protocol.multicrop(sent[0], model, crops, top_k,
+                                                          timeout)), timeout)
 
     async def select(self, image: ImageInput, family: str,
                      latency_budget_ms: float | None = None, min_top1: float | None = None,
                      top_k: int = 5, *, timeout: float | None = _UNSET) -> ClassifyResult:
         timeout = self.options.timeout_for(timeout)
-        return await self._run(self.options.protocol.select(
-            to_image_bytes(image), family, latency_budget_ms, min_top1, top_k, timeout),
-            timeout)
+        return await self._run(self._sending(
+            [image], self._family_side(family),
+            lambda sent: self.options.protocol.select(
+                sent[0], family, latency_budget_ms, min_top1, top_k, timeout)), timeout)
 
     async def models(self, *, timeout: float | None = _UNSET) -> list[ModelInfo]:
         return await self._run(self.options.protocol.models(),

@@ -15,13 +15,14 @@ request parameters: `top_k`; `crops` for multi-crop; model `ensemble` with `mode
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.errors import ConvZooError
-from clients.results import ClassifyResult, ModelInfo, Prediction
+from clients.images import shrink_for_model
+from clients.results import ClassifyResult, DecodeNeeds, ModelInfo, Prediction
 
 T = TypeVar("T")
 
@@ -89,6 +90,15 @@ class RestProtocol:
     def models(self) -> Operation[list[ModelInfo]]:
         body = yield RestCall("GET", "/models")
         return [ModelInfo.from_json(m) for m in body["models"]]
+
+    def decode_needs(self) -> Operation[DecodeNeeds]:
+        body = yield RestCall("GET", "/models")
+        return DecodeNeeds(
+            default_model=body["default_model"],
+            sides={m["name"]: {int(k): int(v) for k, v in
+                               (m.get("input") or {}).get("decode_sides", {}).items()}
+                   for m in body["models"]},
+            families={m["name"]: m.get("family", "") for m in body["models"]})
 
 
 # --- gRPC (Open Inference Protocol) ------------------------------------------------------
@@ -186,6 +196,21 @@ class GrpcProtocol:
             min_top1=None if min_top1 is None else float(min_top1), top_k=top_k))
         return results_from_infer(response)[0]
 
+    def decode_needs(self) -> Operation[DecodeNeeds]:
+        """From every model's metadata: its `decode_side.<crops>` properties; the default
+        model is the one whose metadata an empty name gets."""
+        index = yield GrpcCall("RepositoryIndex", pb.RepositoryIndexRequest())
+        sides, families = {}, {}
+        for entry in index.models:
+            meta = yield GrpcCall("ModelMetadata", pb.ModelMetadataRequest(name=entry.name))
+            properties = dict(meta.properties)
+            families[entry.name] = properties.get("family", "")
+            sides[entry.name] = {int(key.split(".", 1)[1]): int(value)
+                                 for key, value in properties.items()
+                                 if key.startswith("decode_side.")}
+        default = yield GrpcCall("ModelMetadata", pb.ModelMetadataRequest(name=""))
+        return DecodeNeeds(default.name, sides, families)
+
     def models(self) -> Operation[list[ModelInfo]]:
         index = yield GrpcCall("RepositoryIndex", pb.RepositoryIndexRequest())
         infos = []
@@ -200,3 +225,24 @@ class GrpcProtocol:
                 details={"platform": meta.platform, "state": entry.state,
                          "reason": entry.reason, "labels": properties.get("labels")}))
         return infos
+
+
+# --- the optional client-side shrink ------------------------------------------------------
+
+class DecodeNeedsCache:
+    """What `decode_needs` answered, fetched once per client."""
+
+    needs: DecodeNeeds | None = None
+
+
+def shrunk(protocol: RestProtocol | GrpcProtocol, cache: DecodeNeedsCache,
+           images: Sequence[bytes], side: Callable[[DecodeNeeds], int | None],
+           operation: Callable[[list[bytes]], Operation[T]]) -> Operation[T]:
+    """`operation` on the images shrunk for the side `side` picks from the server's decode
+    needs (fetched on first use); unshrunk when the needs name no side."""
+    if cache.needs is None:
+        cache.needs = yield from protocol.decode_needs()
+    min_side = side(cache.needs)
+    if min_side:
+        images = [shrink_for_model(image, min_side) for image in images]
+    return (yield from operation(list(images)))

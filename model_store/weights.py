@@ -1,25 +1,22 @@
-"""Getting real weights: download (verified by sha256), offline import, and digest pins.
+"""Checking and reading weights files: sha256 rules, digest pins, safe loading, conversion.
 
 Every weight file is checked before anything is unpickled or loaded: against the publisher's
 full sha256 when there is one, against torchvision's file-name prefix otherwise, and where
 nothing is published the first file imported is pinned (its sha256 recorded in the store) so
 that any later file for the same variant must match it. Loading never unpickles code:
-`torch.load(weights_only=True)` or safetensors.
+`torch.load(weights_only=True)` or safetensors. Finding files (caches, downloads, mirrors) is
+`model_store.acquire`'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
 
+from model_store.home import resolve_store_home
 from model_store.specs import ModelSpec, WeightSource
 
 
@@ -29,8 +26,7 @@ class WeightsError(RuntimeError):
 
 def state_home() -> Path:
     """Where ConvZoo keeps its own state beside BentoML's store (pins, download cache)."""
-    home = os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
-    path = Path(home) / "convzoo"
+    path = resolve_store_home().path / "convzoo"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -92,35 +88,6 @@ def verify_file(spec: ModelSpec, source: WeightSource, path: Path, pins: PinFile
     return {"file": source.file_name, "sha256": digest, "check": check, "format": source.format}
 
 
-def download(spec: ModelSpec, source: WeightSource, progress: bool = True) -> Path:
-    """Download `source.url` into the cache; on failure say how to import the file offline."""
-    assert source.url, f"{spec.name}: {source.file_name} has no download URL"
-    target = state_home() / "downloads" / spec.name / source.file_name
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(source.url, timeout=30) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-                from tqdm import tqdm
-
-                with tqdm(total=total or None, unit="B", unit_scale=True,
-                          desc=source.file_name, disable=not progress) as bar:
-                    for block in iter(lambda: response.read(1 << 20), b""):
-                        tmp.write(block)
-                        bar.update(len(block))
-        shutil.move(tmp.name, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise WeightsError(
-            f"could not download {source.url} for {spec.name}: {exc}.\n"
-            f"This machine cannot reach it. Fetch the file elsewhere "
-            f"(e.g. `curl -L -o {source.file_name} {source.url}`), copy it here and run:\n"
-            f"  python -m model_store import {spec.name} --from-file {source.file_name}"
-        ) from None
-    return target
-
-
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A plain state dict from .safetensors or .pth/.pt, without unpickling code."""
     if path.suffix == ".safetensors":
@@ -146,7 +113,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def source_for_file(spec: ModelSpec, path: Path) -> WeightSource:
-    """Which of the variant's weight sources a local file is, judged by its format."""
+    """Which of the variant's weight sources a local file is: by its name, else its format."""
+    for source in spec.weights:
+        if source.file_name == path.name:
+            return source
     suffix = path.suffix.lower()
     wanted = {".h5": ("keras-h5",), ".safetensors": ("timm", "trained-here")}.get(
         suffix, ("torchvision", "timm")

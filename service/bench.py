@@ -116,8 +116,8 @@ class RawModel:
         return preprocess(decode_image(jpeg), self.spec.input)[None]
 
 
-async def _rest_load(url: str, body: bytes, concurrency: int, seconds: float
-                     ) -> tuple[int, int]:
+async def _rest_load(url: str, body: bytes, concurrency: int, seconds: float,
+                     content_type: str = "image/jpeg") -> tuple[int, int]:
     import aiohttp
 
     ok = failed = 0
@@ -128,7 +128,7 @@ async def _rest_load(url: str, body: bytes, concurrency: int, seconds: float
             nonlocal ok, failed
             while time.perf_counter() < deadline:
                 async with session.post(url, data=body,
-                                        headers={"content-type": "image/jpeg"}) as response:
+                                        headers={"content-type": content_type}) as response:
                     await response.read()
                     if response.status == 200:
                         ok += 1
@@ -182,9 +182,9 @@ class _KeptAliveClient:
         self.path = parts.path
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
-    def post(self, body: bytes) -> dict:
+    def post(self, body: bytes, content_type: str = "image/jpeg") -> dict:
         self.connection.request("POST", self.path, body=body,
-                                headers={"content-type": "image/jpeg"})
+                                headers={"content-type": content_type})
         response = self.connection.getresponse()
         payload = response.read()
         if response.status != 200:

@@ -77,8 +77,11 @@ class LiveServer:
 def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
                  check_store: bool = True, wait_ready: bool = True,
                  extra_args: tuple[str, ...] = (), scheme: str = "http",
-                 bentoml_home: Path | None = None) -> LiveServer:
+                 root: Path = ROOT, bentoml_home: Path | None = None) -> LiveServer:
     """Start `bentoml serve` with `config`; BENTOML_HOME (the model store) is inherited.
+
+    `root` is the checkout whose service runs (another one, e.g. an older commit's git
+    worktree, for before/after benchmarks: its code, this one's virtual environment).
 
     Returns once /readyz answers 200, or with `wait_ready=False` once the server answers
     /livez (for servers that are meant never to be ready). `extra_args` go to `bentoml
@@ -104,11 +107,13 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     home = bentoml_home or home_sharing_store(workdir / "bentoml-home")
     env = {**os.environ, "CONVZOO_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
            "BENTOML_HOME": str(home)}
+    if root != ROOT:
+        env["PYTHONPATH"] = str(root)
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [str(BENTOML), "serve", "service.service:ConvZoo", "--host", "127.0.0.1",
              "--port", str(http_port), *extra_args],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LiveServer(f"{scheme}://127.0.0.1:{http_port}", f"127.0.0.1:{config['grpc_port']}",
                         process, log_path, config)
     deadline = time.monotonic() + ready_timeout

@@ -28,6 +28,7 @@ import numpy as np
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.protocol import set_parameter
 from model_store import store
+from service.core.crops import decode_sides
 from service.core.errors import InvalidArgument, ModelNotFound
 from service.core.inference import InferenceCore
 
@@ -216,6 +217,9 @@ def model_ready(core: InferenceCore, name: str, version: str | None = None) -> b
 
 def model_metadata(core: InferenceCore, name: str, version: str | None = None
                    ) -> dict[str, Any]:
+    """A model's signature and properties; an empty name means the default model, as for
+    ModelInfer."""
+    name = name or core.config.default_model
     spec = core.spec(name)
     _check_version(name, version)
     engine = core.engines.get(name)
@@ -233,7 +237,9 @@ def model_metadata(core: InferenceCore, name: str, version: str | None = None
                     for n, d in OUTPUT_DATATYPES.items()],
         "properties": {"family": spec.family, "labels": spec.labels,
                        "num_classes": str(spec.num_classes), "input_size": str(size),
-                       "weights": weights},
+                       "weights": weights,
+                       **{f"decode_side.{scheme}": str(side)
+                          for scheme, side in decode_sides(spec.input).items()}},
     }
 
 

@@ -81,7 +81,7 @@ async def model_ready(request: Request, core: InferenceCore) -> Response:
 
 
 async def repository_index(request: Request, core: InferenceCore) -> Response:
-    body = await read_body(request, core.config.max_body_bytes)
+    body = await read_body(request, core.config.body_limit_bytes)
     try:
         options = json.loads(body) if body.strip() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -92,7 +92,7 @@ async def repository_index(request: Request, core: InferenceCore) -> Response:
 
 
 async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[str, Any], bytes]:
-    body = await read_body(request, core.config.max_body_bytes)
+    body = await read_body(request, core.config.body_limit_bytes)
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):

@@ -102,7 +102,7 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
 
 
 async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
-    limit = core.config.max_body_bytes
+    limit = core.config.body_limit_bytes
     body = await read_body(request, limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     options: dict[str, Any] = dict(request.query_params)

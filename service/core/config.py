@@ -1,5 +1,6 @@
 """Serving configuration: which models load at start-up, backend, batching, limits, access
-(API keys, gRPC TLS).
+(API keys, gRPC TLS), and the GPU path (providers, precision, I/O binding, TensorRT cache,
+JPEG decoding: docs/gpu.md).
 
 Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
 default so an empty file serves the embedded default models.
@@ -14,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from service.core.admission import LaneConfig
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
@@ -26,8 +29,26 @@ class BatchingConfig:
     max_queue: int = 256  # images waiting per model before requests are shed
     # Batches of one model that run at the same time (Triton's instance count). The cores
     # are divided among them (see ServingConfig.threads): on CPU, more instances with fewer
-    # threads each trade single-request latency for throughput under load.
-    instances: int = 1
+    # threads each trade single-request latency for throughput under load. "auto": at
+    # warm-up, time the layouts from one instance on all cores to one per core on real
+    # batches of max_batch_size, and keep the fastest (Triton's Model Analyzer idea, done at
+    # start-up; the choice and its figures are logged and shown in GET /models/{name}).
+    instances: int | str = "auto"
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    """ONNX Runtime's TensorRT provider (docs/gpu.md). Engines are built for a dynamic batch
+    profile from 1 to the model's max batch size, and cached: a cold build takes minutes."""
+    engine_cache: bool = True  # trt_engine_cache_enable
+    # trt_engine_cache_path; None: `tensorrt/` in the model's own folder of the model store
+    cache_dir: str | None = None
+    timing_cache: bool = True  # trt_timing_cache_enable: kernel timings shared across builds
+
+
+PROVIDER_KEYS = ("tensorrt", "cuda", "cpu")
+PRECISIONS = ("fp32", "fp16")
+DECODE_MODES = ("auto", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -35,7 +56,29 @@ class ServingConfig:
     default_model: str = "efficientnet_lite0"
     startup_models: tuple[str, ...] = ("efficientnet_lite0", "lenet5")
     backend: str = "onnxruntime"  # or "pytorch"
-    device: str = "auto"  # "auto" picks CUDA when present
+    device: str = "auto"  # auto | cpu | cuda (see `providers`)
+    # --- the GPU path (docs/gpu.md) ---
+    # ONNX Runtime providers to ask for, in order, among those ONNX Runtime offers; the CPU
+    # provider always comes last. `device: cuda` refuses to load a model that gets no GPU
+    # provider (onnxruntime-gpu lists CUDA even where no driver is: listed is not usable);
+    # `device: auto` falls back to the CPU, logged. What each model got: GET /models/{name}.
+    providers: tuple[str, ...] = PROVIDER_KEYS
+    # fp16 runs the model's fp16 variant (inputs and outputs stay float32) on the CUDA and
+    # TensorRT providers. On the CPU provider it runs fp32: refused with `device: cpu`,
+    # logged with `device: auto`.
+    precision: str = "fp32"
+    # Bind input and output buffers per batch size: one host-to-device copy a batch, and no
+    # output allocation per run. Results are identical to plain `session.run`.
+    io_binding: bool = True
+    tensorrt: TensorRTConfig = TensorRTConfig()
+    # JPEG decoding: `gpu` (nvJPEG through torchvision, for images of at least
+    # `gpu_decode_min_pixels`), `cpu`, or `auto` (gpu when the model runs on a GPU provider
+    # and torchvision sees CUDA). Header checks (pixel limit, format) always run on the CPU
+    # first; other formats, and multi-crop/ensembles, always decode on the CPU.
+    decode: str = "auto"
+    # Below this size the CPU decodes about as fast as the round trip to the GPU: measure it
+    # with `make bench-gpu` (its decode rows) and set it from there.
+    gpu_decode_min_pixels: int = 1_000_000
     # Intra-op threads per model instance; None: the cores divided among the instances, so
     # that two instances on two cores do not fight over four threads.
     threads: int | None = None
@@ -54,12 +97,26 @@ class ServingConfig:
     profile_families_at_startup: bool = False
     allow_random_init: bool = True  # serve random-init models (marked so) if that is all there is
     max_image_pixels: int = 40_000_000
-    max_body_bytes: int = 64 * 1024 * 1024
+    # Width:height (or height:width) beyond which an image is refused before decoding: a
+    # 64 x 625,000 PNG is under the pixel limit, but resized to a 256-pixel shorter side it
+    # would be 640 MP.
+    max_aspect_ratio: float = 20.0
+    # One request's body; None: one byte per pixel of max_image_pixels (40 MB). Camera JPEGs
+    # are 0.1-0.5 bytes per pixel, so the largest image we decode fits with room to spare;
+    # what does not is an uncompressed format or many images, better sent as several requests.
+    max_body_bytes: int | None = None
+    # Decoding is admitted by cost (full-resolution pixels), in lanes with threads and budgets
+    # of their own, so a thumbnail never waits behind camera photos (service/core/admission.py).
+    # threads None: one per usable core. A request that does not fit its lane's budget waits
+    # up to decode_wait_s (or its deadline), then gets 503 + Retry-After.
+    decode_lanes: tuple[LaneConfig, ...] = ()
+    decode_wait_s: float = 5.0
     max_images_per_request: int = 64
     max_top_k: int = 1000
     ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
     grpc_port: int = 3001
-    grpc_max_message_bytes: int = 64 * 1024 * 1024
+    # None: the REST body limit plus 1 MiB for the protobuf envelope and parameters.
+    grpc_max_message_bytes: int | None = None
     # TLS for the gRPC port (PEM files); REST's TLS is `bentoml serve --ssl-certfile/-keyfile`.
     grpc_tls_cert: str | None = None
     grpc_tls_key: str | None = None
@@ -78,11 +135,38 @@ class ServingConfig:
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)
 
-    def threads_for(self, model: str) -> int:
-        """Intra-op threads for each of the model's instances."""
+    def threads_for(self, model: str, instances: int | None = None) -> int:
+        """Intra-op threads for each of the model's instances (`instances` when the count is
+        being chosen, else the configured one; "auto" counts as one until chosen)."""
         if self.threads:
             return self.threads
-        return max(1, usable_cores() // max(1, self.batching_for(model).instances))
+        if instances is None:
+            configured = self.batching_for(model).instances
+            instances = configured if isinstance(configured, int) else 1
+        return max(1, usable_cores() // max(1, instances))
+
+    @property
+    def body_limit_bytes(self) -> int:
+        return self.max_body_bytes if self.max_body_bytes is not None else self.max_image_pixels
+
+    @property
+    def grpc_message_limit_bytes(self) -> int:
+        return (self.grpc_max_message_bytes if self.grpc_max_message_bytes is not None
+                else self.body_limit_bytes + 2**20)
+
+    @property
+    def lanes(self) -> tuple[LaneConfig, ...]:
+        """The decode lanes, with their thread counts resolved."""
+        lanes = self.decode_lanes or default_lanes(self.max_image_pixels)
+        return tuple(replace(lane, threads=lane.threads or usable_cores()) for lane in lanes)
+
+
+def default_lanes(max_image_pixels: int) -> tuple[LaneConfig, ...]:
+    """Photos up to 2 MP in a lane of their own; the large lane's budget is three of the
+    largest images allowed (120 MP at the default limit: ten 12 MP photos). Threads 0: one
+    per usable core."""
+    return (LaneConfig("small", 2_000_000, 64_000_000, 0),
+            LaneConfig("large", max_image_pixels, 3 * max_image_pixels, 0))
 
 
 def usable_cores() -> int:
@@ -107,9 +191,53 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Serv
         raw["per_model_batching"] = {
             name: replace(base, **values) for name, values in raw["per_model_batching"].items()
         }
-    for key in ("startup_models", "api_keys", "open_paths"):
+    if "decode_lanes" in raw:
+        raw["decode_lanes"] = tuple(_lane(lane, path) for lane in raw["decode_lanes"] or ())
+    if isinstance(raw.get("tensorrt"), dict):
+        raw["tensorrt"] = TensorRTConfig(**raw["tensorrt"])
+    for key in ("startup_models", "api_keys", "open_paths", "providers"):
         if key in raw:
             if isinstance(raw[key], str):  # tuple("key") would be its characters
                 raise ValueError(f"{path}: {key} must be a list, not a string")
             raw[key] = tuple(raw[key] or ())
-    return ServingConfig(**raw)
+    config = ServingConfig(**raw)
+    for batching in (config.batching, *config.per_model_batching.values()):
+        _check_instances(batching.instances, path)
+    check_gpu_settings(config, path)
+    return config
+
+
+def _lane(values: Any, path: Path) -> LaneConfig:
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: each decode lane must be a mapping, got {values!r}")
+    values = {"threads": 0, **values}
+    try:
+        return LaneConfig(**values)
+    except TypeError as exc:
+        raise ValueError(f"{path}: decode lane {values!r}: {exc}") from None
+
+
+def _check_instances(value: Any, path: Path) -> None:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    raise ValueError(f"{path}: batching instances must be a positive integer or 'auto', got "
+                     f"{value!r}")
+
+
+def check_gpu_settings(config: ServingConfig, source: object = "configuration") -> None:
+    """Refuse GPU-path settings that cannot mean anything, before any model loads."""
+    def choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            raise ValueError(f"{source}: {key} must be one of {', '.join(allowed)}, "
+                             f"got {value!r}")
+
+    choice("device", config.device, ("auto", "cpu", "cuda"))
+    choice("precision", config.precision, PRECISIONS)
+    choice("decode", config.decode, DECODE_MODES)
+    for provider in config.providers:
+        choice("providers[]", provider, PROVIDER_KEYS)
+    if config.device == "cpu" and config.precision == "fp16":
+        raise ValueError(f"{source}: precision fp16 runs on the CUDA and TensorRT providers "
+                         "only; with device: cpu use precision: fp32 (or device: auto)")
+    if config.device == "cpu" and config.decode == "gpu":
+        raise ValueError(f"{source}: decode: gpu needs a GPU; device is cpu")

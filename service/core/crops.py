@@ -82,6 +82,19 @@ def crop_resize(spec: InputSpec, scheme: int, resize: int | None = None) -> int:
     return round(spec.size * ADAPTED_RESIZE_RATIO)
 
 
+def decode_side(spec: InputSpec, scheme: int, resize: int | None = None) -> int:
+    """The largest shorter side the scheme resizes the image to: what decoding must cover."""
+    base = crop_resize(spec, scheme, resize)
+    if scheme == 144:
+        return round(base * GOOGLENET_SCALES[-1] / GOOGLENET_SCALES[0])
+    return base
+
+
+def decode_sides(spec: InputSpec) -> dict[str, int]:
+    """`decode_side` of every scheme, keyed by the crop count as text (as JSON keys are)."""
+    return {str(scheme): decode_side(spec, scheme) for scheme in CROP_SCHEMES}
+
+
 def five_boxes(width: int, height: int, size: int) -> list[Box]:
     """Centre, top-left, top-right, bottom-left, bottom-right size x size boxes."""
     return [

@@ -58,6 +58,11 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class DeviceUnavailable(NotReady):
+    """The configuration asks for a GPU (`device: cuda`, `decode: gpu`) that is not usable."""
+    code = "device_unavailable"
+
+
 class DeadlineExceeded(ServiceError):
     code = "deadline_exceeded"
 

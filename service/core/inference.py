@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,19 +29,21 @@ from model_store.registry import UnknownModel
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
-from service.core import metrics
-from service.core.backends import Backend, create_backend
+from service.core import gpu_decode, metrics
+from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config, usable_cores
-from service.core.crops import check_crop_scheme, crop_tensors
-from service.core.decoding import decode_image
+from service.core.crops import check_crop_scheme, crop_tensors, decode_side, decode_sides
 from service.core.ensemble import DEFAULT_MAX_MEMBERS, combine, plan_ensemble
 from service.core.errors import (
+    DeviceUnavailable,
     InvalidArgument,
     ModelNotFound,
     NotReady,
     ServiceError,
 )
+from service.core.layout import LayoutChoice, choose_layout
+from service.core.pipeline import ImagePipeline, Prepared
 from service.core.postprocess import softmax, top_k
 from service.core.selection import (
     Variant,
@@ -72,6 +75,7 @@ class Engine:
     batcher: Batcher
     memory_mb: float
     load_seconds: float
+    layout: LayoutChoice
 
     @property
     def weights_status(self) -> str:
@@ -89,11 +93,11 @@ class InferenceCore:
         self.load_errors: dict[str, str] = {}
         self._loading: dict[str, asyncio.Task] = {}
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-load")
-        # Decoding and preprocessing overlap with inference on their own threads.
-        self._prep_executor = ThreadPoolExecutor(
-            max(2, usable_cores()), thread_name_prefix="preprocess")
+        # Decoding and preprocessing overlap with inference on threads of their own.
+        self.pipeline = ImagePipeline(self.config)
         self.started = False
         self._stored_cache: tuple[float, dict[str, str]] | None = None
+        self.gpu_jpeg: gpu_decode.GpuJpegPreprocessor | None = None  # set by start()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -101,10 +105,15 @@ class InferenceCore:
         for name in self.config.startup_models:
             try:
                 await self.engine(name)
+            except DeviceUnavailable:
+                raise  # a GPU configured and not usable: a start-up error (docs/gpu.md)
             except ServiceError as exc:
                 log.error("start-up model %s failed to load: %s", name, exc.message)
         if self.config.profile_families_at_startup:
             await self.profile_startup_families()
+        self.gpu_jpeg = gpu_decode.for_config(
+            self.config.decode, self.config.gpu_decode_min_pixels,
+            [engine.backend.device for engine in self.engines.values()])
         self.started = True
 
     @property
@@ -117,7 +126,7 @@ class InferenceCore:
         for engine in list(self.engines.values()):
             await engine.batcher.close()
         self.engines.clear()
-        self._prep_executor.shutdown(wait=False)
+        self.pipeline.close()
         self._load_executor.shutdown(wait=False)
 
     def spec(self, name: str) -> ModelSpec:
@@ -148,7 +157,7 @@ class InferenceCore:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            stored, backend = await loop.run_in_executor(
+            stored, backend, layout = await loop.run_in_executor(
                 self._load_executor, self._load_blocking, spec)
         except ServiceError as exc:
             self.load_errors[spec.name] = exc.message
@@ -164,9 +173,10 @@ class InferenceCore:
             spec=spec, stored=stored, backend=backend,
             batcher=Batcher(spec.name, backend.run, max_batch_size=batching.max_batch_size,
                             max_delay_ms=batching.max_delay_ms, max_queue=batching.max_queue,
-                            instances=batching.instances),
+                            instances=layout.instances),
             memory_mb=stored.onnx_path.stat().st_size / 2**20 * 2 + 32,
             load_seconds=time.perf_counter() - started,
+            layout=layout,
         )
         await self._evict_for(engine.memory_mb)
         self.engines[spec.name] = engine
@@ -174,11 +184,13 @@ class InferenceCore:
         metrics.MODEL_LOAD_SECONDS.labels(spec.name).observe(engine.load_seconds)
         metrics.MODEL_READY.labels(spec.name).set(1)
         metrics.MODELS_LOADED.set(len(self.engines))
-        log.info("loaded %s (%s, %s) in %.2fs", spec.name, backend.name,
-                 ",".join(backend.providers), engine.load_seconds)
+        log.info("loaded %s (%s, %s) in %.2fs; %d instance(s) x %d thread(s): %s", spec.name,
+                 backend.name, ",".join(backend.providers), engine.load_seconds,
+                 layout.instances, layout.threads, layout.reason)
         return engine
 
-    def _load_blocking(self, spec: ModelSpec) -> tuple[store.StoredModel, Backend]:
+    def _load_blocking(self, spec: ModelSpec
+                       ) -> tuple[store.StoredModel, Backend, LayoutChoice]:
         stored = store.find(spec.name)
         if stored is None:
             raise ModelNotFound(
@@ -190,15 +202,52 @@ class InferenceCore:
             raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
-        backend = create_backend(self.config.backend, stored, self.config.device,
-                                 self.config.threads_for(spec.name),
-                                 self.config.intra_op_spinning)
+        backend, layout = self._build_backend(spec, stored)
         # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
         batching = self.config.batching_for(spec.name)
         for size in (1, batching.max_batch_size):
             backend.run(np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
                                  np.float32))
-        return stored, backend
+        return stored, backend, layout
+
+    def _build_backend(self, spec: ModelSpec, stored: store.StoredModel
+                       ) -> tuple[Backend, LayoutChoice]:
+        """The model's backend, with its instance layout configured or chosen by measurement
+        (service/core/layout.py)."""
+        config, batching = self.config, self.config.batching_for(spec.name)
+
+        def make(threads: int) -> Backend:
+            return backend_for(config, stored, spec.name, threads)
+
+        if batching.instances != "auto":
+            threads = config.threads_for(spec.name)
+            return make(threads), LayoutChoice(batching.instances, threads,
+                                               batching.max_batch_size, reason="configured")
+        if config.threads:
+            return make(config.threads), LayoutChoice(
+                1, config.threads, batching.max_batch_size,
+                reason="one instance: intra-op threads are configured")
+        backends: dict[int, Backend] = {}  # by intra-op threads: one per candidate layout
+
+        def runner(threads: int):
+            if threads not in backends:
+                backends[threads] = make(threads)
+            return backends[threads].run
+
+        cores = usable_cores()
+        runner(cores)
+        whole = backends[cores]
+        if whole.name != "onnxruntime" or whole.device != "cpu":
+            return whole, LayoutChoice(1, cores, batching.max_batch_size, reason=(
+                f"one instance: layouts are measured for ONNX Runtime on CPU, not "
+                f"{whole.name} on {whole.device}"))
+        # Noise shaped like normalised photos: the work does not depend on the values, but
+        # zeros could meet shortcuts that real inputs never take.
+        batch = np.random.default_rng(0).standard_normal(
+            (batching.max_batch_size, spec.input.channels, spec.input.size, spec.input.size),
+            dtype=np.float32)
+        choice, _ = choose_layout(runner, batch, cores)
+        return backends[choice.threads], choice
 
     def _check_files(self, stored: store.StoredModel) -> None:
         """Refuse a stored model whose files no longer match the digests recorded at import
@@ -254,29 +303,31 @@ class InferenceCore:
                                   f"{self.config.max_images_per_request}")
 
     async def preprocess_images(self, images: list[bytes], spec: ModelSpec,
-                                timing: dict[str, float]) -> np.ndarray:
-        loop = asyncio.get_running_loop()
+                                timing: dict[str, float], deadline: float | None = None
+                                ) -> np.ndarray:
+        """The images decoded at the model's resize and preprocessed, as one batch."""
+        if self.gpu_jpeg is not None:  # large JPEGs through nvJPEG, the rest on the CPU
+            batch, decode_s, prep_s = await self.pipeline.run_blocking(
+                self.gpu_jpeg.preprocess, images, spec.input, self.pipeline.limits)
+            self._record_preparation(spec.name, [Prepared(batch, 0.0, decode_s, prep_s)],
+                                     timing)
+            return batch
+        prepared = await self.pipeline.prepare_all(
+            images, spec.input.resize, partial(preprocess, spec=spec.input), deadline)
+        self._record_preparation(spec.name, prepared, timing)
+        if len(prepared) == 1:
+            return prepared[0].value[None]  # a view: no copy for the common single image
+        return np.stack([p.value for p in prepared])
 
-        def one(index_and_data: tuple[int, bytes]) -> tuple[np.ndarray, float, float]:
-            index, data = index_and_data
-            field = "image" if len(images) == 1 else f"images[{index}]"
-            t0 = time.perf_counter()
-            image = decode_image(data, self.config.max_image_pixels, field)
-            t1 = time.perf_counter()
-            tensor = preprocess(image, spec.input)
-            return tensor, t1 - t0, time.perf_counter() - t1
-
-        results = await asyncio.gather(*(loop.run_in_executor(self._prep_executor, one, item)
-                                         for item in enumerate(images)))
-        decode_s = max(r[1] for r in results)
-        prep_s = max(r[2] for r in results)
-        metrics.STAGE_LATENCY.labels(spec.name, "decode").observe(decode_s)
-        metrics.STAGE_LATENCY.labels(spec.name, "preprocess").observe(prep_s)
-        timing["decode"] = _ms(decode_s)
-        timing["preprocess"] = _ms(prep_s)
-        if len(results) == 1:
-            return results[0][0][None]  # a view: no copy for the common single image
-        return np.stack([r[0] for r in results])
+    @staticmethod
+    def _record_preparation(label: str, prepared: list[Prepared], timing: dict[str, float]
+                            ) -> None:
+        """Stage times of the slowest image (they run side by side) into metrics and timing."""
+        for stage, seconds in (("decode_wait", max(p.wait_s for p in prepared)),
+                               ("decode", max(p.decode_s for p in prepared)),
+                               ("preprocess", max(p.transform_s for p in prepared))):
+            metrics.STAGE_LATENCY.labels(label, stage).observe(seconds)
+            timing[stage] = _ms(seconds)
 
     async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
                     deadline: float | None = None) -> np.ndarray:
@@ -302,7 +353,7 @@ class InferenceCore:
         started = time.perf_counter()
         engine = await self.engine(name)
         timing: dict[str, float] = {}
-        batch = await self.preprocess_images(images, engine.spec, timing)
+        batch = await self.preprocess_images(images, engine.spec, timing, deadline)
         probabilities = await self.infer(engine, batch, timing, deadline)
         return self._results(engine, probabilities, k, timing, started)
 
@@ -384,7 +435,10 @@ class InferenceCore:
             "paper": spec.paper,
             "input": {"size": spec.input.size, "resize": spec.input.resize,
                       "interpolation": spec.input.interpolation, "mean": spec.input.mean,
-                      "std": spec.input.std, "channels": spec.input.channels},
+                      "std": spec.input.std, "channels": spec.input.channels,
+                      # The shorter side photos are decoded for, per crop scheme: what a
+                      # client may shrink a photo to without changing the answer.
+                      "decode_sides": decode_sides(spec.input)},
             "labels": spec.labels,
             "num_classes": spec.num_classes,
             "ladder": spec.ladder,
@@ -397,6 +451,9 @@ class InferenceCore:
             "load_error": self.load_errors.get(name),
             "backend": engine.backend.name if engine else None,
             "providers": list(engine.backend.providers) if engine else None,
+            "layout": engine.layout.to_dict() if engine else None,
+            # asked vs got: device, providers, precision, I/O binding, and why if less
+            "execution": engine.backend.execution.to_dict() if engine else None,
             "computed": ({"params_m": engine.stored.record["params_m"],
                           "mult_adds_m": engine.stored.record["mult_adds_m"]}
                          if engine else None),
@@ -408,25 +465,14 @@ class InferenceCore:
 
     # --- multi-crop and ensembles --------------------------------------------------------
 
-    async def _decode(self, image: bytes, label: str, timing: dict[str, float]) -> Image.Image:
-        """Decode one image on a worker thread, once however many crops or models use it."""
-        t0 = time.perf_counter()
-        decoded = await asyncio.get_running_loop().run_in_executor(
-            self._prep_executor, decode_image, image, self.config.max_image_pixels, "image")
-        metrics.STAGE_LATENCY.labels(label, "decode").observe(time.perf_counter() - t0)
-        timing["decode"] = _ms(time.perf_counter() - t0)
-        return decoded
-
     async def _crop_probabilities(self, engine: Engine, image: Image.Image, scheme: int,
-                                  timing: dict[str, float], deadline: float | None,
-                                  crop_resize: int | None = None) -> np.ndarray:
-        """The model's probabilities averaged over the scheme's crops of one image."""
-        t0 = time.perf_counter()
-        batch = await asyncio.get_running_loop().run_in_executor(
-            self._prep_executor, crop_tensors, image, engine.spec.input, scheme, crop_resize)
-        metrics.STAGE_LATENCY.labels(engine.spec.name, "preprocess").observe(
-            time.perf_counter() - t0)
-        timing["preprocess"] = _ms(time.perf_counter() - t0)
+                                  timing: dict[str, float], deadline: float | None
+                                  ) -> np.ndarray:
+        """The model's probabilities averaged over the scheme's crops of a decoded image."""
+        batch, seconds = await self.pipeline.transform(
+            image, partial(crop_tensors, spec=engine.spec.input, scheme=scheme))
+        metrics.STAGE_LATENCY.labels(engine.spec.name, "preprocess").observe(seconds)
+        timing["preprocess"] = _ms(seconds)
         # One submit: the batcher runs a request's images together, so the crops are one batch.
         return (await self.infer(engine, batch, timing, deadline)).mean(axis=0)
 
@@ -440,9 +486,13 @@ class InferenceCore:
         started = time.perf_counter()
         engine = await self.engine(name)
         timing: dict[str, float] = {}
-        decoded = await self._decode(image, name, timing)
-        mean = await self._crop_probabilities(engine, decoded, scheme, timing, deadline,
-                                              crop_resize)
+        spec = engine.spec.input
+        prepared = await self.pipeline.prepare(
+            image, "image", decode_side(spec, scheme, crop_resize),
+            partial(crop_tensors, spec=spec, scheme=scheme, resize=crop_resize), deadline)
+        self._record_preparation(name, [prepared], timing)
+        # One submit: the batcher runs a request's images together, so the crops are one batch.
+        mean = (await self.infer(engine, prepared.value, timing, deadline)).mean(axis=0)
         return {**self._results(engine, mean[None], k, timing, started)[0], "crops": scheme}
 
     async def _ensemble_member(self, engine: Engine, image: Image.Image, scheme: int, k: int,
@@ -473,9 +523,14 @@ class InferenceCore:
         started = time.perf_counter()
         engines = await asyncio.gather(*(self.engine(m) for m in plan.members))
         timing: dict[str, float] = {}
-        decoded = await self._decode(image, "ensemble", timing)
-        members = await asyncio.gather(*(self._ensemble_member(e, decoded, scheme, k, started,
-                                                               deadline) for e in engines))
+        # Decoded once, at the scale the most demanding member's crops need.
+        side = max(decode_side(e.spec.input, scheme) for e in engines)
+        decoded = await self.pipeline.prepare(image, "image", side, deadline=deadline)
+        self._record_preparation("ensemble", [decoded], timing)
+        del timing["preprocess"]  # each member reports its own
+        members = await asyncio.gather(*(self._ensemble_member(e, decoded.value, scheme, k,
+                                                               started, deadline)
+                                         for e in engines))
         t0 = time.perf_counter()
         combined = combine([p for p, _ in members], plan.weights, plan.method)
         predictions = top_k(combined, k, engines[0].spec.labels)
@@ -619,7 +674,8 @@ class InferenceCore:
         try:
             engine = await self.engine(name)
             timing: dict[str, float] = {"selection": _ms(time.perf_counter() - started)}
-            batch = await self.preprocess_images([image], engine.spec, timing)
+            # Decoded for the chosen variant alone: the smallest scale that covers its resize.
+            batch = await self.preprocess_images([image], engine.spec, timing, deadline)
         finally:
             self._preparing[name] -= 1
         probabilities = await self.infer(engine, batch, timing, deadline)

@@ -8,9 +8,9 @@ no pid label. Outside BentoML `exposition()` renders them from this module's reg
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.core import nvml
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -44,7 +44,8 @@ REQUEST_LATENCY = _remember_children(Histogram(
     ["model", "endpoint"], buckets=_LATENCY_BUCKETS, registry=REGISTRY))
 STAGE_LATENCY = _remember_children(Histogram(
     "convzoo_stage_latency_seconds",
-    "Latency of one stage (decode, preprocess, queue, infer, postprocess) per model",
+    "Latency of one stage (decode_wait, decode, preprocess, queue, infer, postprocess) per "
+    "model",
     ["model", "stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY))
 BATCH_SIZE = _remember_children(Histogram(
     "convzoo_batch_size", "Images per batch run by a model's dynamic batcher",
@@ -58,6 +59,17 @@ QUEUE_DEPTH = _remember_children(Gauge(
 SHED = _remember_children(Counter(
     "convzoo_shed_total", "Requests refused at once because a model's queue was full",
     ["model"], registry=REGISTRY))
+DECODE_BACKLOG_PIXELS = _remember_children(Gauge(
+    "convzoo_decode_backlog_pixels",
+    "Full-resolution pixels of the images a decode lane has admitted or keeps waiting",
+    ["lane"], multiprocess_mode="livesum", registry=REGISTRY))
+DECODE_BACKLOG_REQUESTS = _remember_children(Gauge(
+    "convzoo_decode_backlog_images", "Images a decode lane is decoding, or keeps waiting",
+    ["lane"], multiprocess_mode="livesum", registry=REGISTRY))
+DECODE_REFUSED = _remember_children(Counter(
+    "convzoo_decode_refused_total",
+    "Images refused (503) because their decode lane's budget stayed spent", ["lane"],
+    registry=REGISTRY))
 MODELS_LOADED = Gauge(
     "convzoo_models_loaded", "Models loaded and ready to serve",
     multiprocess_mode="livesum", registry=REGISTRY)
@@ -79,19 +91,14 @@ GPU_UTILISATION = Gauge(
 
 
 def refresh_gpu_gauges() -> None:
-    """Sample GPU memory and utilisation, where torch sees a CUDA device."""
+    """Sample GPU memory and utilisation through NVML, where an NVIDIA driver is (no torch)."""
     try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return
-        for index in range(torch.cuda.device_count()):
-            free, total = torch.cuda.mem_get_info(index)
-            GPU_MEMORY_USED.labels(str(index)).set(total - free)
-            with contextlib.suppress(Exception):  # needs pynvml; memory is still reported
-                GPU_UTILISATION.labels(str(index)).set(torch.cuda.utilization(index) / 100.0)
+        readings = nvml.read_gpus()
     except Exception:  # a broken driver must not break /metrics
         return
+    for reading in readings:
+        GPU_MEMORY_USED.labels(str(reading.index)).set(reading.memory_used_bytes)
+        GPU_UTILISATION.labels(str(reading.index)).set(reading.utilisation)
 
 
 def exposition() -> bytes:

@@ -1,6 +1,7 @@
 """Starts and stops the gRPC server: the OIP service, standard health checking, reflection.
 
-It listens on the configured `grpc_port` with `grpc_max_message_bytes` as the send and receive
+It listens on the configured `grpc_port` with `grpc_max_message_bytes` (by default the REST
+body limit plus 1 MiB) as the send and receive
 limit (a larger message is refused with RESOURCE_EXHAUSTED by gRPC itself), over TLS when
 `grpc_tls_cert` and `grpc_tls_key` are set, and asks for an API key when keys are configured
 (`service.grpc.auth`; health checks stay open). Health reports
@@ -75,7 +76,7 @@ class GrpcServer:
                  max_message_bytes: int | None = None) -> None:
         self.core = core
         self.address = f"{host}:{core.config.grpc_port if port is None else port}"
-        self.max_message_bytes = max_message_bytes or core.config.grpc_max_message_bytes
+        self.max_message_bytes = max_message_bytes or core.config.grpc_message_limit_bytes
         self.health = ReadinessHealth(core)
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None

@@ -36,7 +36,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "convzoo.json"
 SERVICE_COMMAND = ["bentoml", "serve", "service.service:ConvZoo", "--host", "0.0.0.0",
                    "--port", "3000"]
-# Sampled only where torch sees a CUDA device, so never exported on a CPU-only test machine.
+# Sampled through NVML where an NVIDIA driver is, so never exported on a CPU-only test machine.
 GPU_METRICS = {"convzoo_gpu_memory_used_bytes", "convzoo_gpu_utilization_ratio"}
 
 

@@ -68,7 +68,7 @@ def run(command: list[str], store: Path, timeout: float) -> str:
 def fresh_store(tmp_path_factory) -> Path:
     """An empty BentoML home with LeNet-5 trained and stored by the documented command."""
     store = tmp_path_factory.mktemp("clean-clone-store")
-    run(["-m", "model_store", "pull", "lenet5"], store, timeout=900)
+    run(["-m", "model_store", "pull", "lenet5", "--force"], store, timeout=900)
     return store
 
 

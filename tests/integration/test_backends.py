@@ -1,6 +1,11 @@
-"""Both backends on real stored models: PyTorch agrees with ONNX Runtime (the default)."""
+"""Both backends on real stored models: PyTorch agrees with ONNX Runtime (the default); ONNX
+Runtime's provider choice, fallback and I/O binding on this machine's providers."""
 
 from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +14,10 @@ from skimage import data
 
 from model_store import registry, store
 from model_store.transforms import preprocess
-from service.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend
+from service.core import nvml
+from service.core.backends import OnnxRuntimeBackend, TorchBackend, backend_for, create_backend
+from service.core.config import TensorRTConfig, load_config
+from service.core.errors import DeviceUnavailable
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "lenet5"])
@@ -47,3 +55,96 @@ def test_intra_op_spinning_follows_the_configuration(spinning):
         "1" if spinning else "0")
     assert options.intra_op_num_threads == 2
     assert backend.run(np.zeros((2, 1, 32, 32), np.float32)).shape == (2, 10)
+
+
+def _photo_batch(name: str, copies: int) -> np.ndarray:
+    spec = registry.get(name)
+    photos = ([data.chelsea(), data.coffee(), data.astronaut()] if spec.input.channels == 3
+              else [data.camera()])
+    tensors = [preprocess(Image.fromarray(photo), spec.input) for photo in photos]
+    return np.stack((tensors * copies)[:copies])
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "lenet5"])
+def test_io_binding_gives_exactly_what_session_run_gives(name):
+    stored = store.find(name)
+    bound = OnnxRuntimeBackend(stored, device="cpu", io_binding=True)
+    plain = OnnxRuntimeBackend(stored, device="cpu", io_binding=False)
+    assert bound.execution.io_binding and not plain.execution.io_binding
+    earlier = {}
+    for size in (1, 3, 5, 3, 1):  # sizes come back: their bound buffers are reused
+        batch = _photo_batch(name, size)
+        logits = bound.run(batch)
+        np.testing.assert_array_equal(logits, plain.session.run(None, {"input": batch})[0])
+        earlier.setdefault(size, (logits, logits.copy()))
+    # A later batch of the same size must not overwrite results already handed out.
+    for kept, copy in earlier.values():
+        np.testing.assert_array_equal(kept, copy)
+
+
+def test_io_binding_keeps_concurrent_instances_apart():
+    """Instances run batches at the same time on one session: buffers are per thread."""
+    stored = store.find("lenet5")
+    backend = OnnxRuntimeBackend(stored, device="cpu", threads=1, io_binding=True)
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, 1, 32, 32)).astype(np.float32) for _ in range(8)]
+    expected = [backend.session.run(None, {"input": b})[0] for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            results = list(pool.map(backend.run, batches))
+            for got, want in zip(results, expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+
+
+def _no_gpu_here() -> bool:
+    return not nvml.read_gpus()
+
+
+@pytest.mark.skipif(not _no_gpu_here(), reason="checks the fallback on a machine with no GPU")
+def test_auto_on_a_machine_without_gpu_falls_back_and_says_why(tmp_path):
+    original = store.find("lenet5")
+    folder = tmp_path / "lenet5"  # a copy with no fp16 variant yet
+    shutil.copytree(original.path, folder, ignore=shutil.ignore_patterns("model.fp16.*"))
+    stored = SimpleNamespace(path=folder, record=original.record,
+                             onnx_path=folder / "model.onnx")
+    backend = OnnxRuntimeBackend(stored, device="auto", precision="fp16")
+    info = backend.execution
+    assert info.device_asked == "auto" and info.device == "cpu"
+    assert info.providers == ("CPUExecutionProvider",)
+    assert "CUDAExecutionProvider" in info.providers_asked
+    assert info.precision_asked == "fp16" and info.precision == "fp32"
+    assert info.model_file == "model.onnx"
+    assert "CUDAExecutionProvider" in info.fallback and "fp16" in info.fallback
+    assert not (stored.path / "model.fp16.onnx").exists()  # no variant for a GPU not there
+
+
+@pytest.mark.skipif(not _no_gpu_here(), reason="checks the refusal on a machine with no GPU")
+def test_device_cuda_without_gpu_is_refused():
+    with pytest.raises(DeviceUnavailable, match="device: cuda is configured"):
+        OnnxRuntimeBackend(store.find("lenet5"), device="cuda")
+
+
+def test_backend_for_takes_every_setting_from_the_configuration(tmp_path):
+    config = load_config(tmp_path / "none.yaml", device="cpu", threads=1, io_binding=False,
+                         intra_op_spinning=True)
+    backend = backend_for(config, store.find("lenet5"), "lenet5")
+    assert backend.execution.io_binding is False and backend._bound is None
+    options = backend.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert backend.execution.providers_asked == ("CPUExecutionProvider",)
+    assert backend.execution.fallback is None
+
+
+def test_tensorrt_gets_the_model_shape_and_max_batch_as_its_profile(tmp_path):
+    """What the backend would hand the TensorRT provider (no TensorRT runs here)."""
+    stored = store.find("efficientnet_lite2")
+    settings = TensorRTConfig(cache_dir=str(tmp_path / "trt"))
+    name, options = OnnxRuntimeBackend._with_options(
+        "TensorrtExecutionProvider", stored, True, settings, 24)
+    assert name == "TensorrtExecutionProvider"
+    assert options["trt_profile_min_shapes"] == "input:1x3x260x260"
+    assert options["trt_profile_max_shapes"] == "input:24x3x260x260"
+    assert options["trt_fp16_enable"] is True
+    assert options["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert (tmp_path / "trt").is_dir()  # made ready for TensorRT to write into

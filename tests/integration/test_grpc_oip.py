@@ -20,6 +20,7 @@ from clients._proto import grpc_predict_v2_pb2 as pb
 from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_store import registry, store
 from model_store.transforms import preprocess
+from service.core.config import load_config
 from service.core.decoding import decode_image
 
 pytestmark = pytest.mark.integration
@@ -247,7 +248,7 @@ def test_shape_and_data_that_disagree_are_invalid_argument(stub, cat_jpeg):
 
 
 def test_a_message_over_the_size_limit_is_resource_exhausted(server, stub):
-    limit = server.config.get("grpc_max_message_bytes", 64 * 1024 * 1024)
+    limit = load_config(None, **server.config).grpc_message_limit_bytes
     error = status_of(stub.ModelInfer, image_request("efficientnet_lite0", bytes(limit + 1)))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 

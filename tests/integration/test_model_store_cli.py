@@ -31,9 +31,13 @@ def run_cli(*args: str, home: Path, check: bool = True) -> subprocess.CompletedP
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
            # Any download goes to a refusing loopback proxy: the offline path, for real.
            "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    env.pop("no_proxy", None)
-    env.pop("NO_PROXY", None)
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           # Empty caches: weights a developer keeps in theirs must not change the results.
+           "TORCH_HOME": str(home / "torch"), "HF_HOME": str(home / "hf"),
+           "KERAS_HOME": str(home / "keras")}
+    for variable in ("no_proxy", "NO_PROXY", "CONVZOO_WEIGHTS_MIRROR", "HF_ENDPOINT",
+                     "HF_HUB_CACHE"):
+        env.pop(variable, None)
     result = subprocess.run([sys.executable, "-m", "model_store", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:

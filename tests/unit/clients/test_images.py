@@ -64,3 +64,61 @@ def test_what_cannot_be_an_image_is_refused(image, error, message):
 def test_a_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         to_image_bytes(tmp_path / "missing.jpg")
+
+
+# --- the optional shrink before sending (resize_for_model) ---------------------------------
+
+def _camera_jpeg(exif: bytes | None = None) -> bytes:
+    from tools.photos import at_megapixels, photo
+
+    buffer = io.BytesIO()
+    image = at_megapixels(photo("chelsea"), 12.0)
+    image.save(buffer, "JPEG", quality=90, **({"exif": exif} if exif else {}))
+    return buffer.getvalue()
+
+
+def test_a_camera_jpeg_is_shrunk_to_twice_the_side_the_model_uses():
+    from clients.images import SHRINK_MARGIN, shrink_for_model
+
+    original = _camera_jpeg()
+    shrunk = shrink_for_model(original, 256)
+    image = Image.open(io.BytesIO(shrunk))
+    assert image.format == "JPEG" and min(image.size) == SHRINK_MARGIN * 256
+    assert len(shrunk) < len(original) / 4
+    width, height = Image.open(io.BytesIO(original)).size
+    assert image.size[0] / image.size[1] == pytest.approx(width / height, rel=0.01)
+
+
+def test_the_shrink_keeps_the_exif_orientation():
+    from clients.images import shrink_for_model
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter right: portrait
+    shrunk = Image.open(io.BytesIO(shrink_for_model(_camera_jpeg(exif.tobytes()), 256)))
+    assert shrunk.size[0] < shrunk.size[1]
+
+
+def test_a_png_stays_lossless_and_small_or_unreadable_files_go_unchanged():
+    from clients.images import shrink_for_model
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (10, 200, 30)).save(buffer, "PNG")
+    shrunk = Image.open(io.BytesIO(shrink_for_model(buffer.getvalue(), 100)))
+    assert shrunk.format == "PNG" and shrunk.size == (300, 200)
+    assert shrunk.getpixel((5, 5)) == (10, 200, 30)
+    small = to_image_bytes(np.zeros((300, 400, 3), np.uint8))
+    assert shrink_for_model(small, 256) is small
+    assert shrink_for_model(b"not an image", 256) == b"not an image"
+
+
+def test_decode_needs_give_the_largest_side_of_the_models_asked_for():
+    from clients.results import DecodeNeeds
+
+    needs = DecodeNeeds("a", {"a": {1: 256, 144: 352}, "b": {1: 300, 144: 412}},
+                        {"a": "lite", "b": "lite"})
+    assert needs.side_for(["a"]) == 256
+    assert needs.side_for(["a", "b"], crops=144) == 412
+    assert needs.side_for(None, family="lite") == 300
+    assert needs.side_for(None) == 300  # a configured ensemble: any model's
+    assert needs.side_for(["unknown"]) is None
+    assert needs.side_for(None, family="unknown") is None

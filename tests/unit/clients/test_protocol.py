@@ -20,7 +20,14 @@ from clients.errors import (
     from_grpc,
     from_http,
 )
-from clients.protocol import GrpcProtocol, RestProtocol, results_from_infer
+from clients.protocol import (
+    DecodeNeedsCache,
+    GrpcProtocol,
+    RestCall,
+    RestProtocol,
+    results_from_infer,
+    shrunk,
+)
 
 
 def first_call(operation):
@@ -161,3 +168,59 @@ def test_urls():
     assert grpc_target(None, False) == ("localhost:3001", False)
     assert grpc_target("grpcs://example.org:443", False) == ("example.org:443", True)
     assert grpc_target("grpc://127.0.0.1:3001", False) == ("127.0.0.1:3001", False)
+
+
+def _models_listing(default: str = "efficientnet_lite0") -> dict:
+    return {"default_model": default, "models": [
+        {"name": "efficientnet_lite0", "family": "efficientnet_lite",
+         "input": {"decode_sides": {"1": 256, "10": 256, "144": 352}}},
+        {"name": "lenet5", "family": "lenet",
+         "input": {"decode_sides": {"1": 32, "10": 36, "144": 50}}}]}
+
+
+def test_rest_decode_needs_come_from_the_model_listing():
+    operation = RestProtocol().decode_needs()
+    assert first_call(operation) == RestCall("GET", "/models")
+    needs = finish(operation, _models_listing())
+    assert needs.default_model == "efficientnet_lite0"
+    assert needs.sides["efficientnet_lite0"] == {1: 256, 10: 256, 144: 352}
+    assert needs.families["lenet5"] == "lenet"
+
+
+def test_grpc_decode_needs_come_from_model_metadata_properties():
+    operation = GrpcProtocol().decode_needs()
+    assert first_call(operation).rpc == "RepositoryIndex"
+    index = pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(
+        name="efficientnet_lite0")])
+    call = operation.send(index)
+    assert (call.rpc, call.request.name) == ("ModelMetadata", "efficientnet_lite0")
+    call = operation.send(pb.ModelMetadataResponse(name="efficientnet_lite0", properties={
+        "family": "efficientnet_lite", "decode_side.1": "256", "decode_side.144": "352"}))
+    assert (call.rpc, call.request.name) == ("ModelMetadata", "")  # the default model
+    needs = finish(operation, pb.ModelMetadataResponse(name="efficientnet_lite0"))
+    assert needs.default_model == "efficientnet_lite0"
+    assert needs.sides == {"efficientnet_lite0": {1: 256, 144: 352}}
+
+
+def test_shrunk_asks_for_the_needs_once_then_sends_shrunk_photos():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (200, 10, 10)).save(buffer, "JPEG")
+    photo = buffer.getvalue()
+    protocol, cache = RestProtocol(), DecodeNeedsCache()
+
+    def run(crops: int):
+        operation = shrunk(protocol, cache, [photo], lambda n: n.side_for(None, crops),
+                           lambda sent: protocol.multicrop(sent[0], None, crops, 5, None))
+        call = first_call(operation)
+        if cache.needs is None:
+            assert call == RestCall("GET", "/models")
+            call = operation.send(_models_listing())
+        return Image.open(io.BytesIO(base64.b64decode(call.json["image"])))
+
+    assert min(run(10).size) == 2 * 256
+    assert cache.needs is not None
+    assert min(run(144).size) == 2 * 352  # the scheme's largest scale, from the cache

@@ -15,6 +15,8 @@ from service.core.crops import (
     crop_images,
     crop_resize,
     crop_tensors,
+    decode_side,
+    decode_sides,
 )
 from service.core.errors import InvalidArgument
 
@@ -152,3 +154,18 @@ def test_bad_crop_count_names_the_valid_ones(value):
 @pytest.mark.parametrize(("value", "scheme"), [(1, 1), ("10", 10), (5.0, 5), ("144", 144)])
 def test_crop_count_parses(value, scheme):
     assert check_crop_scheme(value) == scheme
+
+
+@pytest.mark.parametrize("scheme, expected", [(1, 200), (5, 200), (10, 200), (144, 275)])
+def test_decode_side_is_the_largest_shorter_side_a_scheme_resizes_to(scheme, expected):
+    # 144: GoogLeNet's largest scale, 352/256 of the model's resize.
+    assert decode_side(SPEC, scheme) == expected
+    assert decode_side(SPEC, scheme) == max(c.scale for c in crop_images(
+        coordinate_image(300, 200), SPEC, scheme))
+
+
+def test_decode_side_follows_the_adapted_resize_of_specs_without_margin():
+    assert decode_side(LENET5_INPUT, 1) == LENET5_INPUT.resize
+    assert decode_side(LENET5_INPUT, 10) == crop_resize(LENET5_INPUT, 10)
+    assert decode_sides(LENET5_INPUT) == {str(s): decode_side(LENET5_INPUT, s)
+                                          for s in CROP_SCHEMES}

@@ -83,3 +83,99 @@ def test_animated_gif_gives_its_first_frame():
     decoded = decode_image(buffer.getvalue())
     red, _, blue = decoded.getpixel((8, 8))
     assert red > 200 and blue < 50
+
+
+# --- decoding at the scale a request needs (issue 13) --------------------------------------
+
+def _photo(width: int, height: int) -> Image.Image:
+    from tools.photos import at_megapixels, photo
+
+    return at_megapixels(photo("chelsea"), width * height / 1e6).resize((width, height))
+
+
+@pytest.mark.parametrize("min_side, expected", [
+    (None, (4000, 3000)),  # full size
+    (1500, (2000, 1500)),  # 1/2: 1500 still covered
+    (700, (1000, 750)),  # 1/4
+    (256, (500, 375)),  # 1/8, the smallest scale the DCT offers
+    (2000, (4000, 3000)),  # nothing smaller covers 2000
+])
+def test_jpeg_is_decoded_at_the_smallest_dct_scale_that_covers_the_side(min_side, expected):
+    data = encode(_photo(4000, 3000), "JPEG", quality=85)
+    assert decode_image(data, min_side=min_side).size == expected
+
+
+@pytest.mark.parametrize("kind", ["progressive", "cmyk", "grayscale"])
+def test_progressive_cmyk_and_grayscale_jpegs_are_scaled_too(kind):
+    image = _photo(2400, 1600)
+    data = {"progressive": lambda: encode(image, "JPEG", quality=85, progressive=True),
+            "cmyk": lambda: encode(image.convert("CMYK"), "JPEG", quality=85),
+            "grayscale": lambda: encode(image.convert("L"), "JPEG", quality=85)}[kind]()
+    decoded = decode_image(data, min_side=256)  # 1/4: 1/8 would leave 200 pixels
+    assert decoded.mode == "RGB" and decoded.size == (600, 400)
+    full = decode_image(data).resize(decoded.size, Image.Resampling.BOX)
+    # The same picture: the scaled decode is a downscale of the full one.
+    difference = np.abs(np.asarray(full, np.int16) - np.asarray(decoded, np.int16))
+    assert difference.mean() < 6
+
+
+def test_exif_rotation_applies_to_the_scaled_decode():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    data = encode(_photo(2400, 1600), "JPEG", quality=85, exif=exif.tobytes())
+    assert decode_image(data, min_side=256).size == (400, 600)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_formats_without_dct_scaling_are_reduced_by_whole_factors(fmt):
+    data = encode(_photo(3200, 2400), fmt)
+    decoded = decode_image(data, min_side=200)
+    # Reduced by 4 (2400 // (3 x 200)): the final resample is a step of no more than 3.
+    assert decoded.size == (800, 600)
+    assert decode_image(data, min_side=1000).size == (3200, 2400)
+
+
+def test_a_long_thin_image_is_refused_by_its_aspect_ratio_before_decoding():
+    with pytest.raises(InvalidImage, match="aspect ratio") as info:
+        decode_image(_png_header_only(64, 625_000))
+    assert http_status(info.value) == 400
+    with pytest.raises(InvalidImage, match="aspect ratio"):
+        decode_image(_png_header_only(40_000_000, 1))
+
+
+def test_a_resize_that_would_pass_the_pixel_limit_is_refused_before_decoding():
+    # 20:1 is allowed, but resized to a 2000-pixel shorter side it would be 80 MP.
+    with pytest.raises(ImageTooLarge, match="resized to a shorter side of 2000"):
+        decode_image(_png_header_only(4000, 200), max_pixels=40_000_000, min_side=2000)
+
+
+@pytest.mark.parametrize("data, name", [
+    (b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC/HEIF"),
+    (b"\x00\x00\x00\x1cftypavif" + bytes(64), "AVIF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(64), "JPEG 2000"),
+    (b"8BPS" + bytes(64), "Photoshop"),
+])
+def test_formats_we_do_not_read_are_named(data, name):
+    with pytest.raises(InvalidImage, match=f"a {name}.* image, a format this service does not "
+                                           "read; send JPEG, PNG") as info:
+        decode_image(data)
+    assert http_status(info.value) == 400
+
+
+@pytest.mark.parametrize("fmt", ["JPEG2000", "ICO", "PCX", "TGA", "PPM"])
+def test_only_the_accepted_decoders_open_a_file(fmt):
+    """Pillow opens these; the service does not (a JPEG 2000 bomb cost seconds)."""
+    data = encode(Image.new("RGB", (64, 64), "red"), fmt)
+    with pytest.raises(InvalidImage):
+        decode_image(data)
+
+
+def test_thousands_of_exif_tags_do_not_flood_the_log(caplog):
+    exif = Image.Exif()
+    for tag in range(60_000, 62_000):  # tags no standard defines
+        exif[tag] = "x" * 10
+    exif[0x0112] = 6
+    data = encode(Image.new("RGB", (40, 20), "red"), "JPEG", exif=exif.tobytes())
+    caplog.set_level("DEBUG")
+    assert decode_image(data).size == (20, 40)
+    assert len(caplog.records) < 10

@@ -55,3 +55,30 @@ def test_unknown_config_key_is_refused(tmp_path):
     path.write_text("max_batch: 3\n")
     with pytest.raises(ValueError, match="unknown configuration keys"):
         load_config(path)
+
+
+def test_gpu_settings_load_and_nest(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("device: cuda\nproviders: [cuda, cpu]\nprecision: fp16\nio_binding: false\n"
+                    "tensorrt: {engine_cache: false, cache_dir: /var/cache/trt}\n"
+                    "decode: gpu\ngpu_decode_min_pixels: 2000000\n")
+    config = load_config(path)
+    assert config.providers == ("cuda", "cpu") and config.precision == "fp16"
+    assert config.io_binding is False and config.decode == "gpu"
+    assert config.tensorrt.engine_cache is False and config.tensorrt.timing_cache is True
+    assert config.tensorrt.cache_dir == "/var/cache/trt"
+    assert config.gpu_decode_min_pixels == 2_000_000
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"precision": "int8"}, "precision must be one of fp32, fp16"),
+    ({"decode": "nvjpeg"}, "decode must be one of auto, cpu, gpu"),
+    ({"providers": ["cuda", "rocm"]}, "providers\\[\\] must be one of"),
+    ({"device": "gpu"}, "device must be one of auto, cpu, cuda"),
+    ({"device": "cpu", "precision": "fp16"}, "fp16 runs on the CUDA and TensorRT providers"),
+    ({"device": "cpu", "decode": "gpu"}, "decode: gpu needs a GPU"),
+    ({"providers": "cuda"}, "providers must be a list"),
+])
+def test_gpu_settings_that_cannot_work_are_refused_at_load(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(tmp_path / "none.yaml", **overrides)

@@ -1,0 +1,156 @@
+"""Does decoding at the scale a request needs change the answer? Full-resolution against
+scaled decoding, on every real photo the project has, at several sizes.
+
+For each model with real weights and each photo (tools.photos), each size is encoded as a
+file (JPEG quality 90 with camera-like grain at 1, 3 and 12 MP, the photo's own size as a
+plain JPEG, and a 3 MP PNG, which takes the non-JPEG path), then decoded twice: in full
+(`decode_image(data)`, what the service did before) and at the scale the service now
+decodes (`decode_image(data, min_side=...)`: 1/2, 1/4 or 1/8 in the DCT for JPEGs, a
+whole-factor reduce for PNGs). Both go through the model's own preprocessing (single crop,
+and 10-crop) and the stored ONNX model. Reported per model and crop scheme: top-1
+agreement, mean top-5 overlap, and the largest change in the probability of the full
+decode's top-1 class. A last column checks what users see: the served top-1 of the photo
+sent at its own size and sent again at 12 MP (no grain), both decoded as the service does.
+
+    python -m tools.decode_agreement [--models efficientnet_lite0 ...] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+import numpy as np
+
+from model_store import registry, store
+from model_store.transforms import preprocess
+from service.core.crops import crop_tensors, decode_side
+from service.core.decoding import decode_image
+from service.core.postprocess import softmax
+from tools import photos
+
+SIZES = (("own size", None, "JPEG"), ("1 MP", 1.0, "JPEG"), ("3 MP", 3.0, "JPEG"),
+         ("12 MP", 12.0, "JPEG"), ("3 MP PNG", 3.0, "PNG"))
+SCHEMES = (1, 10)
+DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+@dataclass
+class Agreement:
+    """Full against scaled decoding, for one model and crop scheme, over the photos."""
+
+    model: str
+    crops: int
+    cases: int = 0
+    top1_same: int = 0
+    top5_overlap_sum: float = 0.0
+    largest_top1_change: float = 0.0
+    worst_case: str = ""
+    differing: list[str] = field(default_factory=list)
+
+    def add(self, case: str, full: np.ndarray, scaled: np.ndarray) -> None:
+        self.cases += 1
+        best_full, best_scaled = int(full.argmax()), int(scaled.argmax())
+        self.top1_same += best_full == best_scaled
+        if best_full != best_scaled:
+            self.differing.append(case)
+        top5 = set(np.argsort(-full)[:5]) & set(np.argsort(-scaled)[:5])
+        self.top5_overlap_sum += len(top5) / 5
+        change = abs(float(full[best_full] - scaled[best_full]))
+        if change > self.largest_top1_change:
+            self.largest_top1_change, self.worst_case = change, case
+
+
+def _files(name: str) -> list[tuple[str, bytes]]:
+    image = photos.photo(name)
+    files = []
+    for label, megapixels, fmt in SIZES:
+        if megapixels is None:
+            files.append((label, photos.encode(image, "JPEG", quality=90)))
+            continue
+        sized = photos.at_megapixels(image, megapixels)
+        if fmt == "JPEG":
+            files.append((label, photos.encode(photos.with_grain(sized), "JPEG", quality=90)))
+        else:
+            files.append((label, photos.encode(sized, "PNG", compress_level=1)))
+    return files
+
+
+def run(models: tuple[str, ...]) -> dict:
+    import onnxruntime as ort
+
+    results, served = [], []
+    for model in models:
+        stored = store.find(model)
+        if stored is None or stored.weights_status != store.PRETRAINED:
+            print(f"skipping {model}: no real weights in the store", file=sys.stderr)
+            continue
+        spec = registry.get(model).input
+        session = ort.InferenceSession(str(stored.onnx_path),
+                                       providers=["CPUExecutionProvider"])
+
+        def probabilities(batch: np.ndarray, session=session) -> np.ndarray:
+            return softmax(session.run(None, {"input": batch})[0]).mean(axis=0)
+
+        table = {scheme: Agreement(model, scheme) for scheme in SCHEMES}
+        same_served = 0
+        for name in photos.PHOTO_NAMES:
+            for label, data in _files(name):
+                full_image = decode_image(data)
+                for scheme in SCHEMES:
+                    scaled_image = decode_image(data, min_side=decode_side(spec, scheme))
+                    full = probabilities(crop_tensors(full_image, spec, scheme))
+                    scaled = probabilities(crop_tensors(scaled_image, spec, scheme))
+                    table[scheme].add(f"{name} {label}", full, scaled)
+            own = photos.encode(photos.photo(name), "JPEG", quality=90)
+            large = photos.encode(photos.at_megapixels(photos.photo(name), 12.0), "JPEG",
+                                  quality=90)
+            top1 = [int(probabilities(preprocess(decode_image(d, min_side=spec.resize),
+                                                 spec)[None]).argmax()) for d in (own, large)]
+            same_served += top1[0] == top1[1]
+        results.extend(table.values())
+        served.append({"model": model, "photos": len(photos.PHOTO_NAMES),
+                       "same_top1_at_12mp": same_served})
+    return {"date": date.today().isoformat(), "machine": platform.processor() or
+            platform.machine(), "photos": list(photos.PHOTO_NAMES),
+            "sizes": [s[0] for s in SIZES], "agreement": [asdict(a) for a in results],
+            "served_own_size_vs_12mp": served}
+
+
+def markdown(report: dict) -> str:
+    lines = ["| model | crops | cases | top-1 same | mean top-5 overlap | largest top-1 "
+             "probability change (case) |", "|---|---|---|---|---|---|"]
+    for a in report["agreement"]:
+        lines.append(
+            f"| {a['model']} | {a['crops']} | {a['cases']} | {a['top1_same']}/{a['cases']} | "
+            f"{a['top5_overlap_sum'] / max(1, a['cases']):.3f} | "
+            f"{a['largest_top1_change']:.4f} ({a['worst_case']}) |")
+    lines += ["", "| model | photos | served top-1 at own size = at 12 MP |", "|---|---|---|"]
+    lines += [f"| {s['model']} | {s['photos']} | {s['same_top1_at_12mp']}/{s['photos']} |"
+              for s in report["served_own_size_vs_12mp"]]
+    differing = [f"{a['model']} {a['crops']}-crop: {', '.join(a['differing'])}"
+                 for a in report["agreement"] if a["differing"]]
+    if differing:
+        lines += ["", "Top-1 differs on: " + "; ".join(differing)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--json", help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    report = run(tuple(args.models))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -59,39 +59,53 @@ def browser():
 
 @dataclass
 class PageLog:
-    """What a page did: every request's URL and headers, and every script error."""
+    """What a page did: its requests (Playwright's Request objects) and its script errors."""
 
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    requests: list = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def urls(self) -> list[str]:
-        return [url for url, _ in self.requests]
+        return [request.url for request in self.requests]
 
     def foreign(self, origin: str) -> list[str]:
         """URLs not served by `origin`; blob: URLs are in-page memory, named by their origin."""
         wanted = urlsplit(origin)
         foreign = []
         for url in self.urls:
-            parts = urlsplit(url[len("blob:"):] if url.startswith("blob:") else url)
             if url.startswith("data:"):
                 continue
+            parts = urlsplit(url.removeprefix("blob:"))
             if (parts.scheme, parts.netloc) != (wanted.scheme, wanted.netloc):
                 foreign.append(url)
         return foreign
 
 
+def failed_load(status: int) -> str:
+    """How Chromium's console reports a response with an error status."""
+    return f"Failed to load resource: the server responded with a status of {status}"
+
+
 @contextmanager
-def open_page(browser, server: LiveServer) -> Iterator[tuple[object, PageLog]]:
-    """A fresh browser context and page on `server`, recorded; checked when the block ends."""
+def open_page(browser, server: LiveServer, allowed_statuses: tuple[int, ...] = ()
+              ) -> Iterator[tuple[object, PageLog]]:
+    """A fresh browser context and page on `server`, recorded; checked when the block ends.
+
+    `allowed_statuses`: error statuses the test expects (401 before a key is given), whose
+    console reports are not counted as the page's errors."""
     context = browser.new_context(viewport=VIEWPORT, base_url=server.http_url)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     log = PageLog()
-    page.on("request", lambda request: log.requests.append((request.url, request.headers)))
+    expected = tuple(failed_load(status) for status in allowed_statuses)
+
+    def console(message) -> None:
+        if message.type == "error" and not message.text.startswith(expected):
+            log.errors.append(f"console: {message.text}")
+
+    page.on("request", lambda request: log.requests.append(request))
     page.on("pageerror", lambda error: log.errors.append(f"uncaught: {error}"))
-    page.on("console", lambda message: log.errors.append(f"console: {message.text}")
-            if message.type == "error" else None)
+    page.on("console", console)
     try:
         yield page, log
     finally:

@@ -287,7 +287,7 @@ def test_no_request_leaves_the_service(browser, server, cat_jpeg):
         page.goto("/ui/api.html")
         page.wait_for_selector("#api[data-status=done]")
         page.goto("/ui/README.md")
-        paths = {urlsplit(url[5:] if url.startswith("blob:") else url).path for url in log.urls}
+        paths = {urlsplit(url.removeprefix("blob:")).path for url in log.urls}
         assert {"/", "/ui/app.js", "/ui/app.css", "/models", "/classify", "/frontier",
                 "/openapi.json", "/ui/api.html", "/ui/README.md"} <= paths
         assert not log.foreign(server.http_url)

@@ -2,10 +2,10 @@
 Playwright's Python package against a real ConvZoo server on loopback.
 
 Playwright launches the system Chromium by its path; its own browser download is never used.
-Tests skip, saying why, only where Chromium is not installed (`.ci/run` installs it as root;
-where its apt-get failed it passes the reason on in CONVZOO_APT_FAILED). Every page a test
-opens records its requests and its script errors: at the end of each test, no request may
-have gone to a host other than the service and no script may have failed.
+Tests skip, saying why, only where Chromium is not installed (`.ci/run` installs it; see
+tests/fixtures/system_tools.py). Every page a test opens records its requests and its script
+errors: at the end of each test, no request may have gone to a host other than the service
+and no script may have failed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from service.launch import ROOT, LiveServer, start_server, stop_server
+from tests.fixtures.system_tools import tool_or_skip
 
-CHROMIUM = Path(os.environ.get("CONVZOO_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = os.environ.get("CONVZOO_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing the browser would fetch on its own (updates, sync, QUIC probes).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -35,23 +36,13 @@ VIEWPORT = {"width": 1280, "height": 900}
 REAL_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
-def chromium_or_skip() -> Path:
-    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    reason = f"Chromium is not installed at {CHROMIUM} (Debian package `chromium`, which .ci/run "
-    reason += "installs as root)"
-    if os.environ.get("CONVZOO_APT_FAILED"):
-        reason += f"; apt-get failed: {os.environ['CONVZOO_APT_FAILED']}"
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    chromium = chromium_or_skip()
+    chromium = tool_or_skip(CHROMIUM, "chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS,
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS,
                                               timeout=60_000)
         yield launched
         launched.close()

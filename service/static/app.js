@@ -185,6 +185,7 @@ async function runTry() {
   const result = $("#result");
   result.dataset.status = "running";
   result.dataset.mode = runMode;
+  result.dataset.run = run;
   show($("#error"), "");
   const [path, form] = request();
   try {

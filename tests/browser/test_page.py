@@ -5,8 +5,10 @@ REST API answers for the same request."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,6 +45,16 @@ def api(server):
 def upload(page, photo: bytes, name: str = "chelsea.jpg") -> None:
     page.set_input_files("#photo", files=[{"name": name, "mimeType": "image/jpeg",
                                            "buffer": photo}])
+
+
+def drop(page, photo: bytes, name: str = "chelsea.jpg") -> None:
+    """Drop the photo on the drop zone, as a drag from the desktop does."""
+    transfer = page.evaluate_handle("""([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        return transfer; }""", [base64.b64encode(photo).decode(), name])
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
 
 
 def wait_for_result(page, mode: str) -> None:
@@ -112,7 +124,7 @@ def test_nothing_under_ui_reaches_the_api(server):
 
 def test_classify_a_photo_through_the_page_as_the_api_does(browser, server, api, cat_jpeg,
                                                           tmp_path):
-    with open_page(browser, server) as (page, log):
+    with open_page(browser, server, allowed_statuses=(400,)) as (page, log):
         page.goto("/")
         upload(page, cat_jpeg)  # choosing a photo runs the default: classify
         wait_for_result(page, "classify")
@@ -126,6 +138,16 @@ def test_classify_a_photo_through_the_page_as_the_api_does(browser, server, api,
         for stage in ("decode", "queue", "infer"):
             cell = page.text_content(f"#timing-table tbody td[data-stage={stage}]")
             assert float(cell) >= 0, stage
+        # Not an image: the service's 400 and its message, shown as the page's error.
+        page.set_input_files("#photo", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                               "buffer": b"not a photo"}])
+        page.wait_for_selector("#result[data-mode=classify][data-status=error]")
+        refused = api.post("/classify", files={"image": ("notes.txt", b"not a photo",
+                                                         "text/plain")})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"] in page.text_content("#error")
+        upload(page, cat_jpeg)
+        wait_for_result(page, "classify")
         screenshot = tmp_path / "page.png"
         page.screenshot(path=str(screenshot))
         assert_not_blank(screenshot)
@@ -188,7 +210,7 @@ def test_a_random_init_model_says_so_as_loudly_as_the_service(browser, server, a
         page.goto("/")
         page.wait_for_selector("#model option[value=lenet5]", state="attached")
         page.select_option("#model", "lenet5")
-        upload(page, cat_jpeg)
+        drop(page, cat_jpeg)  # dropped on the page this time, as a person drags a file in
         wait_for_result(page, "classify")
         answered = api.post("/classify", files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")},
                             data={"model": "lenet5"}).json()
@@ -284,6 +306,14 @@ def test_no_request_leaves_the_service(browser, server, cat_jpeg):
         wait_for_result(page, "classify")
         page.locator("#frontier").scroll_into_view_if_needed()
         page.wait_for_function("() => document.querySelector('#frontier-plot').naturalWidth > 0")
+        # Live: fetched again while in view (every 10 s), without a reload.
+        def plots_fetched() -> int:
+            return sum("format=svg" in url for url in log.urls)
+
+        deadline = time.monotonic() + 40
+        while plots_fetched() < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+        assert plots_fetched() >= 2, "the frontier was not refreshed while in view"
         page.goto("/ui/api.html")
         page.wait_for_selector("#api[data-status=done]")
         page.goto("/ui/README.md")

@@ -36,7 +36,10 @@ PAGE_PATH = "/"
 ASSET_PREFIX = "/ui/"
 OPEN_PATHS = (PAGE_PATH, ASSET_PREFIX + "*")
 
-SECURITY_HEADERS = {
+# On every answer of the front door.
+HEADERS = {
+    # Revalidated (ETag) on every load, so that an upgraded service never runs an old script.
+    "cache-control": "no-cache",
     # blob: for the frontier plot, fetched with the API key and shown from memory.
     "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; "
                                "object-src 'none'; base-uri 'none'; form-action 'none'; "
@@ -45,14 +48,15 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 
+_RAW_HEADERS = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
+
 
 def is_front_door_path(path: str) -> bool:
     return path == PAGE_PATH or path.startswith(ASSET_PREFIX)
 
 
 async def page(request: Request) -> Response:
-    # Revalidated on every load, so that an upgraded service is not shown with an old script.
-    return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+    return FileResponse(STATIC_DIR / "index.html")
 
 
 def create_front_door_app() -> Starlette:
@@ -77,9 +81,7 @@ class FrontDoor:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      *((k.encode(), v.encode())
-                                        for k, v in SECURITY_HEADERS.items())]
+                message["headers"] = [*message.get("headers", []), *_RAW_HEADERS]
             await send(message)
 
         await self.front_door(scope, receive, send_with_headers)

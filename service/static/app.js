@@ -30,9 +30,9 @@ function families() {
   return [...new Set(state.models.map((m) => m.family))].sort();
 }
 
-function fillSelect(select, values, selected, label = (v) => v) {
+function fillSelect(select, values, selected) {
   select.replaceChildren(...values.map((v) => element(
-    "option", { value: v, selected: v === selected }, label(v))));
+    "option", { value: v, selected: v === selected }, v)));
 }
 
 // --- the models: one fetch fills the zoo and every model and family picker ---------------
@@ -61,10 +61,9 @@ async function loadModels() {
                  checked: preset.includes(m.name) }), ` ${m.name}`)));
   }
 
-  const preferred = byName.efficientnet_lite0 ? "efficientnet_lite"
-    : byName[state.defaultModel]?.family;
+  const defaultFamily = byName[state.defaultModel]?.family;
   for (const select of [$("#family"), $("#frontier-family")]) {
-    fillSelect(select, families(), select.value || preferred);
+    fillSelect(select, families(), select.value || defaultFamily);
   }
   const zooFamily = $("#zoo-family");
   const chosen = zooFamily.value;
@@ -299,7 +298,6 @@ async function refreshFrontier() {
     if (plot.src) URL.revokeObjectURL(plot.src);
     plot.src = URL.createObjectURL(svg);
     renderFrontierTable(data);
-    $("#frontier").dataset.family = family;
     $("#frontier-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     $("#frontier-choice").textContent = `The frontier is not available: ${error.message}`;

@@ -30,8 +30,12 @@ serve: models
 test: models
 	$(BIN)/pytest -q -ra
 
+# Raw model against served (REST, gRPC), then the photos users send: small to 12 MP and a
+# PNG, and a flood of 12 MP photos with a thumbnail alongside (docs/benchmarks.md).
+# BENCH_PHOTOS_ARGS="--server-root PATH" serves another checkout for "before" figures.
 bench: models
-	$(BIN)/python -m service.bench
+	$(BIN)/python -m service.bench $(BENCH_ARGS)
+	$(BIN)/python -m service.bench_photos $(BENCH_PHOTOS_ARGS)
 
 # The GPU benchmark (docs/gpu.md): CPU, CUDA fp32/fp16, TensorRT fp16, served REST/gRPC, GPU
 # utilisation, nvJPEG; one JSON + Markdown report in .bentoml-bench/gpu-report/. Its own

@@ -4,7 +4,7 @@
 Starlette app of `service.rest`, mounted here; BentoML adds /livez, /readyz (true once the
 start-up models are loaded) and /metrics (BentoML's own and ConvZoo's). With API keys
 configured, `service.auth.ApiKeyMiddleware` guards every HTTP route, BentoML's included, except
-the configured open paths.
+the configured open paths. `service.frontdoor.FrontDoor` serves the page at `/`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from service.auth import ApiKeyMiddleware
 from service.core import metrics
 from service.core.config import load_config
 from service.core.inference import InferenceCore
+from service.frontdoor import FrontDoor
 from service.grpc import GrpcServer
 from service.oip_rest import oip_routes
 from service.rest import create_app
@@ -75,6 +76,8 @@ class ConvZoo:
 # Outside our mounted app, so that BentoML's own routes (/docs.json, /schema.json, ...) are
 # guarded too; the middleware reads the configuration when the worker builds the app.
 ConvZoo.add_asgi_middleware(ApiKeyMiddleware)
+# The page at / and its assets under /ui/, inside the key check (they are open paths).
+ConvZoo.add_asgi_middleware(FrontDoor)
 # Before the worker builds the app: BentoML's own timeout holds each request's memory for the
 # whole traffic timeout (see service/traffic.py).
 install_cancelling_timeout()

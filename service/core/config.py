@@ -124,9 +124,10 @@ class ServingConfig:
     # A file (one key a line) keeps them out of the config, e.g. a mounted secret.
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
-    # REST paths answered without a key: probes and scrapes carry none. A trailing "*" matches
-    # a prefix. gRPC's health service is always open.
-    open_paths: tuple[str, ...] = ("/livez", "/readyz", "/metrics")
+    # REST paths answered without a key: probes and scrapes carry none, and the page at / with
+    # its assets under /ui/ asks for the key itself. A trailing "*" matches a prefix. gRPC's
+    # health service is always open.
+    open_paths: tuple[str, ...] = ("/livez", "/readyz", "/metrics", "/", "/ui/*")
     # BentoML's OpenTelemetry middleware makes spans for every HTTP request even when none is
     # sampled (its default sample rate is 0): a quarter of the event loop's time per REST
     # request here. Turn this on together with BentoML's `tracing` (exporter, sample_rate).

@@ -3,7 +3,7 @@
 Two steps, so that a request can be priced before any pixel is decoded (see
 `service.core.admission`):
 
-* `probe_image` reads the header only. The format must be one of `ACCEPTED_FORMATS`, an
+* `probe_image` reads the header only. The format must be one of `accepted_formats()`, an
   explicit list of Pillow's decoders (Pillow opens over forty formats; a 1.3 KB JPEG 2000
   declaring 6000 x 6000 costs seconds and half a gigabyte, and nobody sends one). The pixel
   count and the aspect ratio are checked against the limits (a 64 x 625,000 PNG is under
@@ -25,6 +25,7 @@ would show them.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -40,9 +41,13 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Panoramas from phones reach about 10:1; past this, an image is a resize bomb, not a photo.
 DEFAULT_MAX_ASPECT_RATIO = 20.0
 # Pillow's names for the decoders we run. Its JPEG decoder also opens MPO, the multi-picture
-# JPEG many cameras write (as "MPO", scaled in the DCT like any JPEG).
-ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
-ACCEPTED_FOR_HUMANS = "JPEG, PNG, GIF, BMP, TIFF or WebP"
+# JPEG many cameras write (as "MPO", scaled in the DCT like any JPEG). Phones also send HEIC
+# (iPhones by default) and AVIF: Pillow reads AVIF itself where built with libavif, and HEIC
+# through the pillow-heif plugin; both decode in full (no DCT scaling), priced as such by
+# admission. `accepted_formats()` says which of these this installation has.
+BASE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+_FOR_HUMANS = {"JPEG": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "TIFF": "TIFF",
+               "WEBP": "WebP", "AVIF": "AVIF", "HEIF": "HEIC/HEIF"}
 DCT_SCALED_FORMATS = ("JPEG", "MPO")
 # Whole-factor reduction stops this many times above the target: "with reducing_gap >= 3.0
 # the result is indistinguishable from fair resampling in most cases" (Pillow's docs, resize).
@@ -53,7 +58,8 @@ REDUCING_GAP = 3.0
 # they give are compared in docs/accuracy.md.
 DCT_GAP = 1.0
 
-# Formats people send that we do not read, by their signature, so the error can name them.
+# Formats people send that we do not read, by their signature, so the error can name them
+# (HEIC and AVIF where their decoders are missing).
 _KNOWN_UNSUPPORTED = (
     (4, (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypheim", b"ftypheis", b"ftypmif1",
          b"ftypmsf1"), "HEIC/HEIF"),
@@ -142,6 +148,34 @@ class ImageProbe:
         return image
 
 
+@functools.cache
+def accepted_formats() -> tuple[str, ...]:
+    """Pillow's names of the formats this installation decodes, registering the optional
+    decoders once, with one decoding thread each: admission counts one thread per decode."""
+    from PIL import features
+
+    formats = list(BASE_FORMATS)
+    if features.check("avif"):
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+        formats.append("AVIF")
+    try:
+        import pillow_heif
+    except ImportError:
+        pass
+    else:
+        pillow_heif.options.DECODE_THREADS = 1
+        pillow_heif.register_heif_opener(thumbnails=False)
+        formats.append("HEIF")
+    return tuple(formats)
+
+
+def accepted_for_humans() -> str:
+    names = [_FOR_HUMANS[f] for f in accepted_formats()]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def unsupported_format_name(data: bytes) -> str | None:
     for offset, signatures, name in _KNOWN_UNSUPPORTED:
         if any(data[offset:offset + len(s)] == s for s in signatures):
@@ -154,17 +188,17 @@ def probe_image(data: bytes, limits: DecodeLimits = DecodeLimits(), field: str =
     """Read and check the header of `data`: InvalidImage or ImageTooLarge when refused."""
     if not data:
         raise InvalidImage(f"{field}: empty body, expected an encoded image "
-                           f"({ACCEPTED_FOR_HUMANS})")
+                           f"({accepted_for_humans()})")
     try:
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=accepted_formats())
     except UnidentifiedImageError:
         known = unsupported_format_name(data)
         if known:
             raise InvalidImage(f"{field}: a {known} image, a format this service does not "
-                               f"read; send {ACCEPTED_FOR_HUMANS}", format=known) from None
+                               f"read; send {accepted_for_humans()}", format=known) from None
         raise InvalidImage(
             f"{field}: not an image file ({len(data)} bytes, starting {data[:8]!r}); "
-            f"send {ACCEPTED_FOR_HUMANS} bytes") from None
+            f"send {accepted_for_humans()} bytes") from None
     except Exception as exc:
         raise InvalidImage(f"{field}: cannot read image header: {exc}") from None
     width, height = image.size

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +118,15 @@ def label_names(expr: str) -> set[str]:
     for grouping in _GROUPING.findall(expr):
         names.update(part.strip() for part in grouping.split(",") if part.strip())
     return names
+
+
+def promtool_check(expressions: list[str], folder: Path, promtool: str
+                   ) -> subprocess.CompletedProcess:
+    """`promtool check rules` on the expressions, each made a recording rule: it parses them
+    as PromQL (a rule file is checked without a running Prometheus)."""
+    path = folder / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "checked", "rules": [
+        {"record": f"convzoo:checked:{i}", "expr": expr}
+        for i, expr in enumerate(expressions)]}]}))
+    return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)

@@ -1,10 +1,11 @@
 """docker-compose.yml, the Dockerfile, Prometheus' configuration and the Grafana dashboard.
 
-The compose file is validated by the Docker CLI where one is installed (`docker compose
-config`, or the standalone `docker-compose`; neither needs a Docker engine for `config`),
-once per profile; without either those tests skip and say so, and the structural checks
-below still run. promtool checks the Prometheus configuration where it is installed. The
-dashboard's PromQL is checked against the metric names a live server really exports.
+The compose file is validated by the Docker CLI (`docker compose config`, or the standalone
+`docker-compose`; neither needs a Docker engine for `config`), once per profile, and promtool
+checks the Prometheus configuration and the dashboard's PromQL. `.ci/run` installs both from
+the Debian packages (`docker-compose`, `prometheus`); where one is missing those tests skip
+and say so, and the structural checks still run. The dashboard's PromQL is also checked
+against the metric names a live server really exports.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from tests.deploy.conftest import (
     load_compose,
     load_yaml,
     metric_names,
+    promtool_check,
     without_templating,
 )
+from tests.fixtures.system_tools import missing_tool_reason, tool_or_skip
 
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -77,12 +80,26 @@ def mounts(service: dict) -> dict[str, Path]:
 def test_compose_config_validates_with_the_docker_cli(profiles, tmp_path):
     cli = compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed: only the "
-                    "structural checks of this module ran")
+        pytest.skip(missing_tool_reason("neither `docker compose` nor `docker-compose`",
+                                        "docker-compose"))
     args = [arg for profile in profiles for arg in ("--profile", profile)]
     result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), *args, "config", "-q"],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_docker_cli_refuses_an_invalid_compose_file(tmp_path):
+    """The validation above can fail: a misspelt service key is refused."""
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip(missing_tool_reason("neither `docker compose` nor `docker-compose`",
+                                        "docker-compose"))
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump({"services": {"convzoo": {"image": "convzoo",
+                                                               "command_": ["serve"]}}}))
+    result = subprocess.run([*cli, "-f", str(broken), "config", "-q"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode != 0 and "command_" in result.stdout + result.stderr
 
 
 def test_compose_gpu_and_cpu_variants_serve_the_same_way():
@@ -192,10 +209,8 @@ def test_prometheus_scrapes_the_service_by_its_compose_name_and_port():
 
 
 def test_prometheus_config_passes_promtool():
-    if not shutil.which("promtool"):
-        pytest.skip("promtool is not installed (Debian package `prometheus`): the structural "
-                    "check above ran instead")
-    result = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)],
+    promtool = tool_or_skip("promtool", "prometheus")
+    result = subprocess.run([promtool, "check", "config", str(PROMETHEUS_CONFIG)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -247,17 +262,17 @@ def test_grafana_dashboard_has_the_operators_panels():
 
 def test_grafana_queries_parse_as_promql(tmp_path):
     """Each query, Grafana's variables made plain, as a recording rule for promtool."""
-    if not shutil.which("promtool"):
-        pytest.skip("promtool is not installed (Debian package `prometheus`): the queries' "
-                    "metric names are still checked against a live server")
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"convzoo:dashboard:{i}", "expr": without_templating(expr)}
-        for i, (_, expr) in enumerate(dashboard_targets())]}]}
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
+    promtool = tool_or_skip("promtool", "prometheus")
+    result = promtool_check([without_templating(expr) for _, expr in dashboard_targets()],
+                            tmp_path, promtool)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_refuses_a_malformed_query(tmp_path):
+    """The PromQL checks above can fail."""
+    promtool = tool_or_skip("promtool", "prometheus")
+    result = promtool_check(["sum(rate(convzoo_requests_total[1m])"], tmp_path, promtool)
+    assert result.returncode != 0 and "parse error" in result.stdout + result.stderr
 
 
 def defined_metrics() -> dict[str, set[str]]:

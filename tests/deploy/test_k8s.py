@@ -1,18 +1,25 @@
 """The Kubernetes manifests in deploy/k8s and the Prometheus adapter's rules.
 
-Every document is parsed and its kind and apiVersion checked; `kubectl kustomize` builds the
-kustomization where kubectl is installed. The Deployment, Service and HPA are checked
-against each other, against docker-compose.yml and the Dockerfile, and against a live
-server: its probe paths answer, and the series the adapter rules read are exported.
+Every manifest, the HPA included, is validated against the Kubernetes API's own schemas
+(`kubernetes-validate`, which bundles them, so this runs offline) in strict mode, for the
+oldest and the newest Kubernetes release the package knows; `kubectl kustomize` builds the
+kustomization, and its output is validated the same way. The adapter's values file is checked
+against the Helm chart's values and the adapter's rule format, and its queries parse as PromQL
+(promtool). The Deployment, Service and HPA are checked against each other, against
+docker-compose.yml and the Dockerfile, and against a live server: its probe paths answer, and
+the series the adapter rules read are exported.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-import shutil
 import subprocess
+from pathlib import Path
 
 import httpx
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -23,8 +30,10 @@ from tests.deploy.conftest import (
     load_compose,
     load_yaml,
     metric_names,
+    promtool_check,
     without_templating,
 )
+from tests.fixtures.system_tools import tool_or_skip
 from tests.integration.conftest import LiveServer
 
 API_VERSIONS = {
@@ -35,11 +44,19 @@ API_VERSIONS = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
 }
 NOT_MANIFESTS = {"kustomization.yaml", "prometheus-adapter-values.yaml"}
+# The oldest and the newest Kubernetes release whose schemas kubernetes-validate bundles.
+KUBERNETES_VERSIONS = sorted({min(kubernetes_validate.utils.all_versions(),
+                                  key=lambda v: tuple(map(int, v.split(".")))),
+                              kubernetes_validate.latest_version()})
+
+
+def manifest_files() -> list[Path]:
+    return [p for p in sorted(K8S_DIR.glob("*.yaml")) if p.name not in NOT_MANIFESTS]
 
 
 def manifests() -> dict[str, dict]:
     """kind -> the one document of that kind, from every manifest file."""
-    documents = [doc for path in sorted(K8S_DIR.glob("*.yaml")) if path.name not in NOT_MANIFESTS
+    documents = [doc for path in manifest_files()
                  for doc in yaml.safe_load_all(path.read_text()) if doc]
     kinds = [doc["kind"] for doc in documents]
     assert len(kinds) == len(set(kinds)), f"one document per kind expected, got {kinds}"
@@ -71,10 +88,38 @@ def test_kustomization_lists_every_manifest():
     assert {i["name"] for i in kustomization["images"]} == {container()["image"].split(":")[0]}
 
 
-def test_kustomization_builds_with_kubectl():
-    if not shutil.which("kubectl"):
-        pytest.skip("kubectl is not installed: the structural checks of this module ran")
-    result = subprocess.run(["kubectl", "kustomize", str(K8S_DIR)], capture_output=True,
+def schema_errors(document: dict, version: str) -> str | None:
+    """None when the document is valid for that Kubernetes release (strict: no unknown
+    fields), else the validator's message."""
+    try:
+        kubernetes_validate.validate(document, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return f"{'.'.join(map(str, error.path))}: {error.message}"
+    return None
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
+def test_manifests_validate_against_the_kubernetes_schemas(path, version):
+    for document in (doc for doc in yaml.safe_load_all(path.read_text()) if doc):
+        assert schema_errors(document, version) is None, (
+            f"{path.name} ({document['kind']}) against Kubernetes {version}: "
+            f"{schema_errors(document, version)}")
+
+
+def test_schema_validation_refuses_a_misspelt_field():
+    """The validation above can fail: a misspelt field and a wrong type are refused."""
+    hpa = copy.deepcopy(manifests()["HorizontalPodAutoscaler"])
+    hpa["spec"]["maxReplica"] = hpa["spec"].pop("maxReplicas")
+    assert "maxReplica" in schema_errors(hpa, KUBERNETES_VERSIONS[-1])
+    deployment = copy.deepcopy(manifests()["Deployment"])
+    deployment["spec"]["replicas"] = "two"
+    assert schema_errors(deployment, KUBERNETES_VERSIONS[-1]) is not None
+
+
+def test_kustomization_builds_with_kubectl_into_valid_manifests():
+    kubectl = tool_or_skip("kubectl", "kubernetes-client")
+    result = subprocess.run([kubectl, "kustomize", str(K8S_DIR)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -82,6 +127,8 @@ def test_kustomization_builds_with_kubectl():
     for doc in built:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "convzoo", doc["kind"]
+        for version in KUBERNETES_VERSIONS:
+            assert schema_errors(doc, version) is None, (doc["kind"], version)
 
 
 def test_deployment_reserves_a_gpu_and_runs_the_image_like_compose():
@@ -172,18 +219,76 @@ def test_adapter_rules_read_series_a_live_server_exports(live_metrics: LiveMetri
         assert series in live_metrics.names, f"{rule['name']['as']}: {series} is not exported"
 
 
+# The prometheus-adapter Helm chart's top-level values and `rules` keys
+# (prometheus-community/helm-charts, charts/prometheus-adapter/values.yaml), and the adapter's
+# discovery rule as its config types define it (kubernetes-sigs/prometheus-adapter,
+# pkg/config/config.go: DiscoveryRule, ResourceMapping, GroupResource, NameMapping,
+# RegexFilter), as a JSON schema that refuses unknown keys.
+CHART_RULES_KEYS = {"default", "custom", "existing", "external", "resource"}
+CHART_PROMETHEUS_KEYS = {"url", "port", "path"}
+_STRING = {"type": "string"}
+DISCOVERY_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["seriesQuery", "resources", "name", "metricsQuery"],
+    "properties": {
+        "seriesQuery": _STRING,
+        "seriesFilters": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "minProperties": 1,
+            "maxProperties": 1, "properties": {"is": _STRING, "isNot": _STRING}}},
+        "resources": {"type": "object", "additionalProperties": False, "properties": {
+            "template": _STRING,
+            "overrides": {"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": False, "required": ["resource"],
+                "properties": {"group": _STRING, "resource": _STRING}}}}},
+        "name": {"type": "object", "additionalProperties": False,
+                 "properties": {"matches": _STRING, "as": _STRING}},
+        "metricsQuery": _STRING,
+        "labelValueReplacements": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"find": _STRING, "replace": _STRING}}},
+    },
+}
+# The fields the adapter's query templates are given (pkg/naming/metrics_query.go,
+# queryTemplateArgs), and a resource template's (ResourceMapping.Template).
+METRICS_QUERY_FIELDS = {"Series", "LabelMatchers", "LabelValuesByName", "GroupBy",
+                        "GroupBySlice"}
+RESOURCE_TEMPLATE_FIELDS = {"Group", "Resource"}
+
+
+def template_fields(template: str) -> set[str]:
+    return set(re.findall(r"<<\s*\.(\w+)\s*>>", template))
+
+
+def test_adapter_values_fit_the_chart_and_the_adapters_rule_format():
+    values = load_yaml(K8S_DIR / "prometheus-adapter-values.yaml")
+    assert set(values) <= {"prometheus", "rules"}, set(values)
+    assert set(values["prometheus"]) <= CHART_PROMETHEUS_KEYS
+    assert set(values["rules"]) <= CHART_RULES_KEYS
+    # Off, so that the HPA's names are served by these rules alone.
+    assert values["rules"]["default"] is False
+    for rule in adapter_rules():
+        jsonschema.validate(rule, DISCOVERY_RULE)
+        assert template_fields(rule["metricsQuery"]) <= METRICS_QUERY_FIELDS
+        assert template_fields(rule["resources"].get("template", "")) <= (
+            RESOURCE_TEMPLATE_FIELDS)
+        assert "<<" not in rule["seriesQuery"], "the series query is not a template"
+        re.compile(rule["name"]["matches"])
+
+
+def test_the_rule_format_check_refuses_an_unknown_key():
+    rule = copy.deepcopy(adapter_rules()[0])
+    rule["metricsQueries"] = rule.pop("metricsQuery")  # an older fork's spelling
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rule, DISCOVERY_RULE)
+
+
 def test_adapter_queries_parse_as_promql(tmp_path):
-    if not shutil.which("promtool"):
-        pytest.skip("promtool is not installed (Debian package `prometheus`): the rules' "
-                    "structure above was checked instead")
+    promtool = tool_or_skip("promtool", "prometheus")
     queries = []
     for rule in adapter_rules():
         series = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["seriesQuery"]).group(0)
         queries += [rule["seriesQuery"],
                     without_templating(rule["metricsQuery"].replace("<<.Series>>", series))]
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "adapter", "rules": [
-        {"record": f"convzoo:adapter:{i}", "expr": q} for i, q in enumerate(queries)]}]}))
-    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
+    result = promtool_check(queries, tmp_path, promtool)
     assert result.returncode == 0, result.stdout + result.stderr

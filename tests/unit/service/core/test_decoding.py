@@ -150,14 +150,13 @@ def test_a_resize_that_would_pass_the_pixel_limit_is_refused_before_decoding():
 
 
 @pytest.mark.parametrize("data, name", [
-    (b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC/HEIF"),
-    (b"\x00\x00\x00\x1cftypavif" + bytes(64), "AVIF"),
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(64), "JPEG 2000"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64), "JPEG XL"),
     (b"8BPS" + bytes(64), "Photoshop"),
 ])
 def test_formats_we_do_not_read_are_named(data, name):
     with pytest.raises(InvalidImage, match=f"a {name}.* image, a format this service does not "
-                                           "read; send JPEG, PNG") as info:
+                                           "read; send JPEG, PNG.* HEIC/HEIF") as info:
         decode_image(data)
     assert http_status(info.value) == 400
 
@@ -179,3 +178,14 @@ def test_thousands_of_exif_tags_do_not_flood_the_log(caplog):
     caplog.set_level("DEBUG")
     assert decode_image(data).size == (20, 40)
     assert len(caplog.records) < 10
+
+
+@pytest.mark.parametrize("fmt, name", [("HEIF", "HEIF"), ("AVIF", "AVIF")])
+def test_phone_formats_heic_and_avif_are_decoded_and_reduced(fmt, name):
+    from service.core.decoding import accepted_formats
+
+    assert name in accepted_formats()
+    data = encode(_photo(960, 720), fmt, quality=80)
+    decoded = decode_image(data, min_side=100)
+    assert decoded.mode == "RGB" and decoded.size == (480, 360)  # reduced by 720 // 300
+    assert decode_image(data).size == (960, 720)

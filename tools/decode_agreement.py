@@ -12,7 +12,8 @@ agreement, mean top-5 overlap, and the largest change in the probability of the 
 decode's top-1 class. A last column checks what users see: the served top-1 of the photo
 sent at its own size and sent again at 12 MP (no grain), both decoded as the service does.
 
-    python -m tools.decode_agreement [--models efficientnet_lite0 ...] [--json PATH]
+    python -m tools.decode_agreement [--models efficientnet_lite0 ...] [--dct-margin 2]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from model_store import registry, store
 from model_store.transforms import preprocess
 from service.core.crops import crop_tensors, decode_side
-from service.core.decoding import decode_image
+from service.core.decoding import DEFAULT_DCT_MARGIN, decode_image
 from service.core.postprocess import softmax
 from tools import photos
 
@@ -80,7 +81,7 @@ def _files(name: str) -> list[tuple[str, bytes]]:
     return files
 
 
-def run(models: tuple[str, ...]) -> dict:
+def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN) -> dict:
     import onnxruntime as ort
 
     results, served = [], []
@@ -102,21 +103,23 @@ def run(models: tuple[str, ...]) -> dict:
             for label, data in _files(name):
                 full_image = decode_image(data)
                 for scheme in SCHEMES:
-                    scaled_image = decode_image(data, min_side=decode_side(spec, scheme))
+                    scaled_image = decode_image(data, min_side=decode_side(spec, scheme),
+                                                dct_margin=dct_margin)
                     full = probabilities(crop_tensors(full_image, spec, scheme))
                     scaled = probabilities(crop_tensors(scaled_image, spec, scheme))
                     table[scheme].add(f"{name} {label}", full, scaled)
             own = photos.encode(photos.photo(name), "JPEG", quality=90)
             large = photos.encode(photos.at_megapixels(photos.photo(name), 12.0), "JPEG",
                                   quality=90)
-            top1 = [int(probabilities(preprocess(decode_image(d, min_side=spec.resize),
-                                                 spec)[None]).argmax()) for d in (own, large)]
+            top1 = [int(probabilities(preprocess(
+                decode_image(d, min_side=spec.resize, dct_margin=dct_margin), spec)[None]
+            ).argmax()) for d in (own, large)]
             same_served += top1[0] == top1[1]
         results.extend(table.values())
         served.append({"model": model, "photos": len(photos.PHOTO_NAMES),
                        "same_top1_at_12mp": same_served})
     return {"date": date.today().isoformat(), "machine": platform.processor() or
-            platform.machine(), "photos": list(photos.PHOTO_NAMES),
+            platform.machine(), "dct_margin": dct_margin, "photos": list(photos.PHOTO_NAMES),
             "sizes": [s[0] for s in SIZES], "agreement": [asdict(a) for a in results],
             "served_own_size_vs_12mp": served}
 
@@ -142,9 +145,11 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--dct-margin", type=float, default=DEFAULT_DCT_MARGIN,
+                        help="the service's dct_scale_margin to compare with full decoding")
     parser.add_argument("--json", help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    report = run(tuple(args.models))
+    report = run(tuple(args.models), args.dct_margin)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)

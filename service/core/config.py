@@ -111,6 +111,10 @@ class ServingConfig:
     # up to decode_wait_s (or its deadline), then gets 503 + Retry-After.
     decode_lanes: tuple[LaneConfig, ...] = ()
     decode_wait_s: float = 5.0
+    # JPEGs are decoded scaled in the DCT (1/2, 1/4, 1/8) to a shorter side of at least this
+    # many times what the request resizes to: 1 is fastest, 2 agrees better with full
+    # decoding (service/core/decoding.py, docs/accuracy.md).
+    dct_scale_margin: float = 2.0
     max_images_per_request: int = 64
     max_top_k: int = 1000
     ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)

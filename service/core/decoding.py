@@ -52,11 +52,12 @@ DCT_SCALED_FORMATS = ("JPEG", "MPO")
 # Whole-factor reduction stops this many times above the target: "with reducing_gap >= 3.0
 # the result is indistinguishable from fair resampling in most cases" (Pillow's docs, resize).
 REDUCING_GAP = 3.0
-# JPEGs are scaled in the DCT to a shorter side of at least this many times the target. 1 is
-# the smallest scale that covers the request: a 12 MP photo decodes at 1/8 in about a quarter
-# of the full decode's CPU time, where a margin of 2 (1/4) costs a fifth more; the answers
-# they give are compared in docs/accuracy.md.
-DCT_GAP = 1.0
+# JPEGs are scaled in the DCT to a shorter side of at least this many times the target
+# (`dct_scale_margin` in the configuration). 1 is the smallest scale that covers the request;
+# 2 leaves the final resample a downscale of at least 2, whose filter then dominates, as when
+# resizing from full resolution: top-5 agreement with full decoding 0.98-0.995 against
+# 0.95-0.98 at 1, for about 6 ms more per 12 MP photo (docs/accuracy.md, benchmarks.md).
+DEFAULT_DCT_MARGIN = 2.0
 
 # Formats people send that we do not read, by their signature, so the error can name them
 # (HEIC and AVIF where their decoders are missing).
@@ -128,11 +129,13 @@ class ImageProbe:
                 f"{limits.max_pixels}", width=self.width, height=self.height,
                 max_pixels=limits.max_pixels)
 
-    def decode(self, min_side: int | None = None) -> Image.Image:
-        """The image as RGB, its shorter side at least `min_side` (None: full size)."""
+    def decode(self, min_side: int | None = None, dct_margin: float = DEFAULT_DCT_MARGIN
+               ) -> Image.Image:
+        """The image as RGB, its shorter side at least `min_side` (None: full size); JPEGs
+        are scaled in the DCT to no less than `dct_margin` x `min_side`."""
         image = self._image
         if min_side and self.format in DCT_SCALED_FORMATS:
-            side = math.ceil(min_side * DCT_GAP)
+            side = math.ceil(min_side * dct_margin)
             image.draft(None, (side, side))
         try:
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
@@ -220,14 +223,15 @@ def probe_image(data: bytes, limits: DecodeLimits = DecodeLimits(), field: str =
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image",
                  min_side: int | None = None,
-                 max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO) -> Image.Image:
+                 max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
+                 dct_margin: float = DEFAULT_DCT_MARGIN) -> Image.Image:
     """Probe and decode in one call (tools, tests and evaluation; the service admits in
     between, see `service.core.admission`)."""
     limits = DecodeLimits(max_pixels, max_aspect_ratio)
     probe = probe_image(data, limits, field)
     if min_side:
         probe.check_resize(min_side, limits)
-    return probe.decode(min_side)
+    return probe.decode(min_side, dct_margin)
 
 
 def _upright(image: Image.Image) -> Image.Image:

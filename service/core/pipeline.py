@@ -44,6 +44,7 @@ def _identity(image: Image.Image) -> Image.Image:
 class ImagePipeline:
     def __init__(self, config: ServingConfig):
         self.limits = DecodeLimits(config.max_image_pixels, config.max_aspect_ratio)
+        self.dct_margin = config.dct_scale_margin
         self.admission = DecodeAdmission(config.lanes, config.decode_wait_s)
         self._transform_executor = ThreadPoolExecutor(
             max(2, usable_cores()), thread_name_prefix="preprocess")
@@ -57,7 +58,7 @@ class ImagePipeline:
 
         def decode_and_transform() -> tuple[T, float, float]:
             started = time.perf_counter()
-            image = probe.decode(min_side)
+            image = probe.decode(min_side, self.dct_margin)
             decoded = time.perf_counter()
             value = transform(image)
             return value, decoded - started, time.perf_counter() - decoded

@@ -102,7 +102,13 @@ def _photo(width: int, height: int) -> Image.Image:
 ])
 def test_jpeg_is_decoded_at_the_smallest_dct_scale_that_covers_the_side(min_side, expected):
     data = encode(_photo(4000, 3000), "JPEG", quality=85)
-    assert decode_image(data, min_side=min_side).size == expected
+    assert decode_image(data, min_side=min_side, dct_margin=1.0).size == expected
+
+
+def test_the_dct_margin_keeps_a_downscale_for_the_final_resample():
+    data = encode(_photo(4000, 3000), "JPEG", quality=85)
+    assert decode_image(data, min_side=256).size == (1000, 750)  # 1/4 covers 2 x 256
+    assert decode_image(data, min_side=256, dct_margin=1.0).size == (500, 375)
 
 
 @pytest.mark.parametrize("kind", ["progressive", "cmyk", "grayscale"])
@@ -111,7 +117,7 @@ def test_progressive_cmyk_and_grayscale_jpegs_are_scaled_too(kind):
     data = {"progressive": lambda: encode(image, "JPEG", quality=85, progressive=True),
             "cmyk": lambda: encode(image.convert("CMYK"), "JPEG", quality=85),
             "grayscale": lambda: encode(image.convert("L"), "JPEG", quality=85)}[kind]()
-    decoded = decode_image(data, min_side=256)  # 1/4: 1/8 would leave 200 pixels
+    decoded = decode_image(data, min_side=256, dct_margin=1.0)  # 1/4: 1/8 leaves 200
     assert decoded.mode == "RGB" and decoded.size == (600, 400)
     full = decode_image(data).resize(decoded.size, Image.Resampling.BOX)
     # The same picture: the scaled decode is a downscale of the full one.
@@ -123,7 +129,7 @@ def test_exif_rotation_applies_to_the_scaled_decode():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees when shown
     data = encode(_photo(2400, 1600), "JPEG", quality=85, exif=exif.tobytes())
-    assert decode_image(data, min_side=256).size == (400, 600)
+    assert decode_image(data, min_side=256, dct_margin=1.0).size == (400, 600)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])

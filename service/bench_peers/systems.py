@@ -1,0 +1,146 @@
+"""The systems under load: what each one is, how it starts and stops, how a request to it is
+encoded, and how the top-1 label is read from its answer.
+
+ConvZoo runs as `make serve` runs it (service.launch.start_server); the peers (peers.py) are
+subprocesses in their own virtual environments. All listen on free 127.0.0.1 ports.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service import launch
+from service.bench_peers.load import PreparedRequest
+from service.bench_peers.photos import Photo
+from service.bench_peers.venvs import onnxruntime_version
+
+READY_TIMEOUT_S = 300.0
+MODEL = "efficientnet_lite0"
+
+
+class System(ABC):
+    name: str  # the key in the report
+    title: str
+
+    @abstractmethod
+    def start(self, workdir: Path) -> None:
+        """Start serving; returns once the model answers. `workdir` is the system's own."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every process started; safe to call when nothing was started."""
+
+    @abstractmethod
+    def prepare(self, photo: Photo) -> PreparedRequest:
+        """The request that system's documented HTTP API takes for one photo."""
+
+    @abstractmethod
+    def top1(self, answer: Any) -> str:
+        """The best label in a decoded JSON answer."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Title, versions, serving layout and request encoding, for the report."""
+
+    def classify_once(self, photo: Photo) -> str:
+        request = self.prepare(photo)
+        response = httpx.post(request.url, content=request.body, headers=request.headers,
+                              timeout=120)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+        return self.top1(response.json())
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, log_tail: Callable[[], str],
+               what: str, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll `ready` until it holds; fail with the log's tail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log_tail()}")
+        try:
+            if ready():
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s:\n{log_tail()}")
+
+
+def checkout_commit(root: Path) -> str | None:
+    result = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+class ConvZoo(System):
+    """ConvZoo's `bentoml serve`, with a configuration serving efficientnet_lite0 on its
+    default batching. `root` may be another checkout of the project (an older commit in a
+    git worktree, for before/after figures); the model store is shared."""
+
+    name = "convzoo"
+    title = "ConvZoo"
+    CONFIG = {"default_model": MODEL, "startup_models": [MODEL]}
+
+    def __init__(self, root: Path = launch.ROOT):
+        self.root = root.resolve()
+        self.server: launch.LiveServer | None = None
+        self.cwd: str | None = None
+
+    def start(self, workdir: Path) -> None:
+        # start_server runs `bentoml serve` from launch.ROOT with this environment: another
+        # checkout is served by pointing both at it (its directory first on the import path,
+        # ahead of the editable install), for this call only.
+        workdir.mkdir(parents=True, exist_ok=True)
+        saved_root, saved_path = launch.ROOT, os.environ.get("PYTHONPATH")
+        launch.ROOT, os.environ["PYTHONPATH"] = self.root, str(self.root)
+        try:
+            self.server = launch.start_server(workdir, self.CONFIG, ready_timeout=READY_TIMEOUT_S)
+        finally:
+            launch.ROOT = saved_root
+            if saved_path is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved_path
+        self.cwd = os.readlink(f"/proc/{self.server.process.pid}/cwd")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            launch.stop_server(self.server)
+
+    def prepare(self, photo: Photo) -> PreparedRequest:
+        assert self.server is not None, "start() first"
+        return PreparedRequest(self.server.http_url + "/classify", photo.data,
+                               {"content-type": photo.content_type})
+
+    def top1(self, answer: Any) -> str:
+        return answer["predictions"][0]["label"]
+
+    def describe(self) -> dict[str, Any]:
+        versions = {name: metadata.version(name) for name in ("bentoml", "pillow", "numpy")}
+        versions["onnxruntime"] = onnxruntime_version()
+        return {"title": self.title, "root": str(self.root), "served_from": self.cwd,
+                "commit": checkout_commit(self.root), "versions": versions,
+                "layout": self._layout(),
+                "request": "POST /classify, the photo as the raw body (image/jpeg or "
+                           "image/png)"}
+
+    def _layout(self) -> str:
+        if self.root != launch.ROOT:
+            return "that checkout's default configuration, serving only efficientnet_lite0"
+        from service.core.config import ServingConfig
+
+        config = ServingConfig(default_model=MODEL, startup_models=(MODEL,))
+        batching = config.batching_for(MODEL)
+        return (f"default configuration: {batching.instances} model instance(s) x "
+                f"{config.threads_for(MODEL)} ONNX Runtime thread(s), max batch "
+                f"{batching.max_batch_size}, max delay {batching.max_delay_ms:g} ms")

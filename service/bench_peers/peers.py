@@ -103,7 +103,7 @@ class PeerServer(System):
             launch.stop_server(self.server)
 
     def describe(self) -> dict[str, Any]:
-        return {"title": self.title, "versions": self.environment.versions(
+        return {"title": self.title, "url": self.url, "versions": self.environment.versions(
                     [*self.distributions, "onnxruntime", "onnxruntime-gpu", "pillow", "numpy"]),
                 "layout": self.layout(), "request": self.request_encoding}
 

@@ -53,6 +53,12 @@ def write(report: dict[str, Any], json_path: Path) -> Path:
     return markdown_path
 
 
+def _gist(message: str) -> str:
+    """A failure's first line and, if it goes on (a log's tail), its last."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} … {lines[-1]}"
+
+
 def _cell(value: Any) -> str:
     return "—" if value is None else str(value)
 
@@ -97,8 +103,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {about['title']} | {versions} | {about['layout']} | "
                      f"{about['request']} |")
     if report["skipped"]:
-        lines += ["", "Not run:", ""] + [f"- {name}: {why}"
-                                         for name, why in report["skipped"].items()]
+        lines += ["", "Not run (the JSON report has the servers' log tails):", ""] + [
+            f"- {name}: {_gist(why)}" for name, why in report["skipped"].items()]
+    if report.get("retried_starts"):
+        lines += ["", "Started on a second try, after:", ""] + [
+            f"- {name}: {_gist(why)}" for name, why in report["retried_starts"].items()]
     names = list(report["systems"])
     lines += ["", "## Top-1 agreement (each system's best label for each photo)", "",
               "| photo | " + " | ".join(report["systems"][n]["title"] for n in names) + " |",

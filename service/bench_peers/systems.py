@@ -128,7 +128,8 @@ class ConvZoo(System):
     def describe(self) -> dict[str, Any]:
         versions = {name: metadata.version(name) for name in ("bentoml", "pillow", "numpy")}
         versions["onnxruntime"] = onnxruntime_version()
-        return {"title": self.title, "root": str(self.root), "served_from": self.cwd,
+        return {"title": self.title, "url": self.server and self.server.http_url,
+                "root": str(self.root), "served_from": self.cwd,
                 "commit": checkout_commit(self.root), "versions": versions,
                 "layout": self._layout(),
                 "request": "POST /classify, the photo as the raw body (image/jpeg or "

@@ -77,9 +77,15 @@ def wait_until(ready: Callable[[], bool], process: subprocess.Popen, log_tail: C
 
 
 def checkout_commit(root: Path) -> str | None:
-    result = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else None
+    """The commit `root` is a checkout of (with -dirty for local changes), or None."""
+    def git(*args: str) -> str | None:
+        result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    # only a checkout's own top: a folder inside some other repository is no checkout
+    if git("rev-parse", "--show-toplevel") != str(root):
+        return None
+    return git("describe", "--always", "--dirty")
 
 
 class ConvZoo(System):

@@ -9,6 +9,7 @@ folder, with $PEER_CONFIG naming its settings.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -33,6 +34,9 @@ def inference_callable(classifier: Classifier) -> Callable[..., dict[str, np.nda
 
 
 def main() -> None:
+    # SIGTERM (how the benchmark stops its servers) as PyTriton's documented SIGINT, so that
+    # serve() returns and the workspace it made under ~/.cache/pytriton is removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     config = load_config()
     http_port, grpc_port, metrics_port = (int(port) for port in sys.argv[1:4])
     triton_config = TritonConfig(http_address="127.0.0.1", http_port=http_port,

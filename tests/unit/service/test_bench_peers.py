@@ -29,6 +29,7 @@ def small_photo():
     return make_photo("small")
 
 
+@pytest.mark.slow  # makes a 12 MP JPEG and a 3 MP PNG: seconds
 def test_photos_have_the_sizes_and_formats_users_send():
     twelve = make_photo("12mp")
     assert (twelve.width, twelve.height, twelve.format) == (4000, 3000, "JPEG")

@@ -15,12 +15,13 @@ from typing import Any
 
 from service import launch
 from service.bench_peers import report as reports
-from service.bench_peers.load import run_round
+from service.bench_peers.load import PreparedRequest, run_round
 from service.bench_peers.peers import PEERS, PeerServer, PeerSettings
 from service.bench_peers.photos import PHOTO_SIZES, Photo, make_photo
 from service.bench_peers.systems import MODEL, ConvZoo, System
 
 VENV_ROOT = launch.ROOT / ".venv-peers"
+IDLE_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,6 +146,31 @@ def check_top1(systems: list[System], photos: list[Photo]
     return top1, excluded
 
 
+def idle_cpu_percent(systems: list[System], seconds: float = IDLE_SECONDS) -> dict[str, float]:
+    """Each system's CPU use with no request, measured alone (the others paused)."""
+    idle = {}
+    for system in systems:
+        with system.awake():
+            time.sleep(1.0)  # settle after being continued
+            before, started = system.cpu_seconds(), time.perf_counter()
+            time.sleep(seconds)
+            used = system.cpu_seconds() - before
+            idle[system.name] = round(100 * used / (time.perf_counter() - started), 1)
+    return idle
+
+
+def measured_round(system: System, request: PreparedRequest, args: argparse.Namespace,
+                   seconds: float) -> dict[str, Any]:
+    """One round of load on `system` alone (the others paused), with its CPU per image."""
+    with system.awake():
+        before = system.cpu_seconds()
+        figures = run_round(request, args.clients, seconds).figures()
+        used = system.cpu_seconds() - before
+    served = figures["served"]
+    figures["server_cpu_ms_per_image"] = round(used * 1000 / served, 1) if served else None
+    return figures
+
+
 def measure(systems: list[System], photos: list[Photo], excluded: dict[str, dict[str, str]],
             args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
     """Warm-up, then rounds; within a round each photo's systems run one after another, the
@@ -153,19 +179,20 @@ def measure(systems: list[System], photos: list[Photo], excluded: dict[str, dict
                          if system.name not in excluded[photo.name]] for photo in photos}
     if args.warmup > 0:
         for entries in plan.values():
-            for _, request in entries:
-                run_round(request, args.clients, args.warmup)
+            for system, request in entries:
+                measured_round(system, request, args, args.warmup)
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
         photo: {system.name: [] for system, _ in entries} for photo, entries in plan.items()}
     for index in range(args.rounds):
         for photo_name, entries in plan.items():
             shift = index % max(1, len(entries))
             for system, request in entries[shift:] + entries[:shift]:
-                figures = run_round(request, args.clients, args.seconds).figures()
+                figures = measured_round(system, request, args, args.seconds)
                 rounds[photo_name][system.name].append(figures)
                 print(f"[bench-peers] round {index + 1}/{args.rounds} {photo_name:>5} "
                       f"{system.name:<10} {figures['images_per_s']:8.2f} img/s  p50 "
-                      f"{figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  errors "
+                      f"{figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  server CPU "
+                      f"{figures['server_cpu_ms_per_image']} ms/img  errors "
                       f"{figures['errors']}", flush=True)
     results = {}
     for photo_name, by_system in rounds.items():
@@ -199,13 +226,19 @@ def run(args: argparse.Namespace) -> int:
     convzoo = ConvZoo(args.convzoo_root)
     systems: list[System] = [convzoo, *peers]
     try:
+        load_s = (args.warmup + args.rounds * args.seconds) * len(photos) * len(systems)
         print(f"[bench-peers] starting ConvZoo from {convzoo.root}, then "
-              f"{', '.join(p.name for p in peers) or 'no peer'}; logs in {workdir}", flush=True)
+              f"{', '.join(p.name for p in peers) or 'no peer'}; logs in {workdir}; then "
+              f"{load_s / 60:.0f} min of load or more (large photos' last requests finish "
+              "after each round's time)", flush=True)
         convzoo.start(workdir / convzoo.name)
         report["skipped"], report["retried_starts"] = start_peers(peers, workdir)
         running = [s for s in systems if s.name not in report["skipped"]]
         report["systems"] = {s.name: s.describe() for s in running}
         report["top1"], report["excluded"] = check_top1(running, photos)
+        for system in running:
+            system.pause()
+        report["idle_cpu_percent"] = idle_cpu_percent(running)
         report["results"] = measure(running, photos, report["excluded"], args)
     finally:
         for system in systems:

@@ -56,7 +56,6 @@ class PeerServer(System):
         self.settings = settings
         self.model = model  # the ONNX file, labels and preprocessing (see classifier.py)
         self.environment = PeerEnvironment(venv_root, self.name, self.requirements())
-        self.server: launch.LiveServer | None = None
         self.ports: list[int] = []
 
     def requirements(self) -> list[str] | None:
@@ -97,10 +96,6 @@ class PeerServer(System):
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        if self.server is not None:
-            launch.stop_server(self.server)
 
     def describe(self) -> dict[str, Any]:
         return {"title": self.title, "url": self.url, "versions": self.environment.versions(

@@ -20,10 +20,13 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["images_per_s"] for r in rounds]
     p50s = [r["p50_ms"] for r in rounds if r["p50_ms"] is not None]
     p99s = [r["p99_ms"] for r in rounds if r["p99_ms"] is not None]
+    cpus = [r["server_cpu_ms_per_image"] for r in rounds
+            if r.get("server_cpu_ms_per_image") is not None]
     return {"images_per_s": round(statistics.median(rates), 2),
             "images_per_s_min": round(min(rates), 2), "images_per_s_max": round(max(rates), 2),
             "p50_ms": round(statistics.median(p50s), 1) if p50s else None,
             "p99_ms": round(statistics.median(p99s), 1) if p99s else None,
+            "server_cpu_ms_per_image": round(statistics.median(cpus), 1) if cpus else None,
             "errors": sum(r["errors"] for r in rounds),
             "error_samples": [s for r in rounds for s in r["error_samples"]][:3],
             "rounds": rounds}
@@ -70,18 +73,19 @@ def results_table(report: dict[str, Any]) -> str:
         lines += [f"### {photo}: {about['width']}x{about['height']} {about['format']}, "
                   f"{about['bytes'] / 1e6:.2f} MB", "",
                   "| system | served img/s (median) | rounds min–max | p50 ms | p99 ms | "
-                  "errors | ConvZoo ÷ system (median; per round) |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+                  "server CPU ms/img | errors | ConvZoo ÷ system (median; per round) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         for name, figures in by_system.items():
             per_round = ", ".join(_cell(r) for r in figures.get("convzoo_ratio_rounds", []))
             lines.append(
                 f"| {report['systems'][name]['title']} | {figures['images_per_s']} | "
                 f"{figures['images_per_s_min']}–{figures['images_per_s_max']} | "
-                f"{_cell(figures['p50_ms'])} | {_cell(figures['p99_ms'])} | {figures['errors']} "
-                f"| {_cell(figures.get('convzoo_ratio'))} ({per_round}) |")
+                f"{_cell(figures['p50_ms'])} | {_cell(figures['p99_ms'])} | "
+                f"{_cell(figures.get('server_cpu_ms_per_image'))} | {figures['errors']} | "
+                f"{_cell(figures.get('convzoo_ratio'))} ({per_round}) |")
         for name, reason in report["excluded"].get(photo, {}).items():
             lines.append(f"| {report['systems'][name]['title']} | not measured: {reason} "
-                         "| | | | | |")
+                         "| | | | | | |")
         lines.append("")
     return "\n".join(lines)
 
@@ -93,15 +97,18 @@ def markdown(report: dict[str, Any]) -> str:
              f"Python {machine['python']}. {settings['clients']} concurrent clients, "
              f"{settings['rounds']} round(s) of {settings['seconds']:g} s per system and photo "
              f"(systems alternate within each round), after {settings['warmup_seconds']:g} s "
-             "of unmeasured warm-up.", "", "## Systems", "",
-             "| system | versions | layout | request |", "|---|---|---|---|"]
-    for about in report["systems"].values():
+             "of unmeasured warm-up. While one system is measured the others are paused "
+             "(SIGSTOP); idle CPU is each system's use with no request, alone.", "",
+             "## Systems", "",
+             "| system | versions | layout | request | idle CPU % |", "|---|---|---|---|---:|"]
+    idle = report.get("idle_cpu_percent", {})
+    for name, about in report["systems"].items():
         versions = ", ".join(f"{k} {v}" for k, v in about["versions"].items())
         if "served_from" in about:  # ConvZoo: which checkout, at which commit
             versions = (f"{about['commit'] or 'no git commit'}, served from "
                         f"{about['served_from']}; {versions}")
         lines.append(f"| {about['title']} | {versions} | {about['layout']} | "
-                     f"{about['request']} |")
+                     f"{about['request']} | {_cell(idle.get(name))} |")
     if report["skipped"]:
         lines += ["", "Not run (the JSON report has the servers' log tails):", ""] + [
             f"- {name}: {_gist(why)}" for name, why in report["skipped"].items()]

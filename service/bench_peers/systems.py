@@ -3,20 +3,27 @@ encoded, and how the top-1 label is read from its answer.
 
 ConvZoo runs as `make serve` runs it (service.launch.start_server); the peers (peers.py) are
 subprocesses in their own virtual environments. All listen on free 127.0.0.1 ports.
+
+While one system is measured the others are paused (SIGSTOP to every process of theirs),
+so that none pays for another's idle work: LitServe's workers poll their queues and keep
+about a core busy doing nothing, TorchServe collects system metrics, and so on. Each
+system's idle CPU is measured on its own and reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from service import launch
 from service.bench_peers.load import PreparedRequest
@@ -30,14 +37,54 @@ MODEL = "efficientnet_lite0"
 class System(ABC):
     name: str  # the key in the report
     title: str
+    server: launch.LiveServer | None = None
 
     @abstractmethod
     def start(self, workdir: Path) -> None:
         """Start serving; returns once the model answers. `workdir` is the system's own."""
 
-    @abstractmethod
     def stop(self) -> None:
-        """Stop every process started; safe to call when nothing was started."""
+        """Stop every process started (paused ones too); safe when nothing was started."""
+        if self.server is not None:
+            self.resume()  # a stopped process would hold SIGTERM until continued
+            launch.stop_server(self.server)
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's process tree (BentoML's workers have process groups of their own)."""
+        if self.server is None or self.server.process.poll() is not None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.server.process.pid)
+            return [root, *root.children(recursive=True)]
+        return []
+
+    def pause(self) -> None:
+        for process in self.processes():  # the parent first: it cannot respawn a child
+            with contextlib.suppress(psutil.Error):
+                process.suspend()
+
+    def resume(self) -> None:
+        for process in self.processes():
+            with contextlib.suppress(psutil.Error):
+                process.resume()
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the live processes of the server's tree."""
+        total = 0.0
+        for process in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    @contextlib.contextmanager
+    def awake(self) -> Iterator[None]:
+        """Resumed for the block, paused after it."""
+        self.resume()
+        try:
+            yield
+        finally:
+            self.pause()
 
     @abstractmethod
     def prepare(self, photo: Photo) -> PreparedRequest:
@@ -99,7 +146,6 @@ class ConvZoo(System):
 
     def __init__(self, root: Path = launch.ROOT):
         self.root = root.resolve()
-        self.server: launch.LiveServer | None = None
         self.cwd: str | None = None
 
     def start(self, workdir: Path) -> None:
@@ -118,10 +164,6 @@ class ConvZoo(System):
             else:
                 os.environ["PYTHONPATH"] = saved_path
         self.cwd = os.readlink(f"/proc/{self.server.process.pid}/cwd")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            launch.stop_server(self.server)
 
     def prepare(self, photo: Photo) -> PreparedRequest:
         assert self.server is not None, "start() first"

@@ -42,9 +42,12 @@ def test_bench_peers_against_plain_bentoml(tmp_path, capsys):
             assert (0 < figures["images_per_s_min"] <= figures["images_per_s"]
                     <= figures["images_per_s_max"])
             assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+            assert figures["server_cpu_ms_per_image"] > 0
         assert results["convzoo"]["convzoo_ratio"] == 1.0
         assert results["bentoml"]["convzoo_ratio"] == pytest.approx(
             results["convzoo"]["images_per_s"] / results["bentoml"]["images_per_s"], abs=0.01)
+    assert set(report["idle_cpu_percent"]) == {"convzoo", "bentoml"}
+    assert all(0 <= idle < 200 for idle in report["idle_cpu_percent"].values())
     assert report["photos"]["png"]["format"] == "PNG"
     markdown = out.with_suffix(".md").read_text()
     assert "| BentoML (plain service) |" in markdown and "## Top-1 agreement" in markdown

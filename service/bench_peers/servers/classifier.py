@@ -33,7 +33,7 @@ def load_config() -> dict[str, Any]:
 class Classifier:
     def __init__(self, config: dict[str, Any]):
         options = ort.SessionOptions()
-        # The cores are shared by `workers` copies of the model (see the benchmark's docs).
+        # `workers` copies of the model share the cores: threads = cores / workers.
         options.intra_op_num_threads = config["threads"]
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(config["model"], options,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
+import time
 from email import policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from service import launch
 from service.bench_peers import report
 from service.bench_peers.load import PreparedRequest, run_round
 from service.bench_peers.peers import PeerSettings, PyTritonPeer, multipart
 from service.bench_peers.photos import make_photo
+from service.bench_peers.systems import System
 from service.bench_peers.venvs import REQUIREMENTS_FILE, PeerEnvironment
 from service.oip_codec import decode_bytes_elements
 
@@ -122,8 +127,8 @@ def test_load_round_times_served_requests_and_counts_errors(loopback_server):
 
 def _round(rate: float, errors: int = 0) -> dict:
     return {"images_per_s": rate, "p50_ms": 1000 / rate, "p99_ms": 2000 / rate,
-            "errors": errors, "error_samples": ["HTTP 503"] * errors, "served": 1,
-            "seconds": 1}
+            "server_cpu_ms_per_image": 4000 / rate, "errors": errors,
+            "error_samples": ["HTTP 503"] * errors, "served": 1, "seconds": 1}
 
 
 def test_report_medians_spread_and_ratios():
@@ -138,6 +143,7 @@ def test_report_medians_spread_and_ratios():
     assert theirs["convzoo_ratio"] == 3.0 and ours["convzoo_ratio"] == 1.0
     assert theirs["convzoo_ratio_rounds"] == [3.0, 1.0, 5.0]  # round by round
     assert theirs["p50_ms"] == 100.0  # the median of the rounds' p50s
+    assert theirs["server_cpu_ms_per_image"] == 400.0
 
 
 def test_markdown_has_a_row_per_system_and_says_what_was_left_out():
@@ -153,10 +159,61 @@ def test_markdown_has_a_row_per_system_and_says_what_was_left_out():
         "systems": {name: {"title": name.title(), "versions": {}, "layout": "-",
                            "request": "-"} for name in ("convzoo", "bentoml", "litserve")},
         "skipped": {"torchserve": "failed to start: no Java"},
+        "idle_cpu_percent": {"convzoo": 0.4, "bentoml": 1.2, "litserve": 95.0},
         "top1": {"small": {"convzoo": "tiger cat", "bentoml": "tiger cat",
                            "litserve": "lynx"}},
         "excluded": {"small": {"litserve": "top-1 'lynx' differs from ConvZoo's 'tiger cat'"}},
         "photos": {"small": photo}, "results": {"small": by_system}})
-    assert "| Bentoml | 15 | 15–15 | 66.7 | 133.3 | 0 | 2.0 (2.0) |" in text
+    assert "| Bentoml | 15 | 15–15 | 66.7 | 133.3 | 266.7 | 0 | 2.0 (2.0) |" in text
+    assert "| Litserve |  | - | - | 95.0 |" in text  # no versions given; its idle CPU
     assert "| Litserve | not measured: top-1 'lynx' differs" in text
     assert "- torchserve: failed to start: no Java" in text
+
+
+class _BusyServer(System):
+    """A 'server' that only burns CPU, in a child process, to pause and resume."""
+
+    name = title = "busy"
+
+    def start(self, workdir) -> None:
+        code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+                "'while True: pass']); time.sleep(60)")
+        process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        self.server = launch.LiveServer("http://127.0.0.1:9", "", process,
+                                        workdir / "log", {})
+
+    def prepare(self, photo):
+        raise NotImplementedError
+
+    def top1(self, answer):
+        raise NotImplementedError
+
+    def describe(self):
+        return {}
+
+
+def _cpu_over(system: System, seconds: float) -> float:
+    before = system.cpu_seconds()
+    time.sleep(seconds)
+    return system.cpu_seconds() - before
+
+
+def test_paused_system_uses_no_cpu_and_still_stops(tmp_path):
+    busy = _BusyServer()
+    busy.start(tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while len(busy.processes()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sleeping parent and its busy child
+        assert len(busy.processes()) == 2
+        assert _cpu_over(busy, 0.5) > 0.1
+        busy.pause()
+        assert _cpu_over(busy, 0.5) < 0.02
+        with busy.awake():
+            assert _cpu_over(busy, 0.5) > 0.1
+        assert _cpu_over(busy, 0.5) < 0.02  # paused again after the block
+        child = busy.processes()[-1]
+    finally:
+        busy.stop()  # paused: stop must continue it to deliver SIGTERM
+    assert busy.server.process.poll() is not None
+    child.wait(10)

@@ -100,12 +100,12 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
-def start_peers(peers: list[PeerServer], workdir: Path, attempts: int = 2
+def start_peers(peers: list[PeerServer], workdir: Path, attempts: int = 3
                 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Start the peers one after another, each given a second try: a start on a loaded
-    machine can miss a peer's own short internal time-out (PyTriton waits 1 s for its
-    handshake). Returns the peers that did not start and why, and the retried ones' first
-    failure; neither is fatal."""
+    """Start the peers one after another, each paused once it serves, each given more than
+    one try: a start on a loaded machine can miss a peer's own short internal time-out
+    (PyTriton's model instances wait 1 s for its handshake socket). Returns the peers that
+    did not start and why, and the retried ones' first failure; neither is fatal."""
     failed: dict[str, str] = {}
     retried: dict[str, str] = {}
     for peer in peers:
@@ -117,6 +117,7 @@ def start_peers(peers: list[PeerServer], workdir: Path, attempts: int = 2
                 print(f"[bench-peers] {peer.name} failed to start (try {attempt}): "
                       f"{str(exc).splitlines()[0]}", flush=True)
                 continue
+            peer.pause()
             if attempt > 1:
                 retried[peer.name] = failed.pop(peer.name)
             break
@@ -134,7 +135,8 @@ def check_top1(systems: list[System], photos: list[Photo]
         reasons: dict[str, str] = {}
         for system in systems:
             try:
-                labels[system.name] = system.classify_once(photo)
+                with system.awake():
+                    labels[system.name] = system.classify_once(photo)
             except Exception as exc:  # noqa: BLE001 (any failure is reported, not fatal)
                 labels[system.name] = None
                 reasons[system.name] = f"no answer: {exc}"
@@ -231,13 +233,16 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(p.name for p in peers) or 'no peer'}; logs in {workdir}; then "
               f"{load_s / 60:.0f} min of load or more (large photos' last requests finish "
               "after each round's time)", flush=True)
+        # Each system is paused once it serves, so that none slows the next one's start.
         convzoo.start(workdir / convzoo.name)
+        convzoo.pause()
         report["skipped"], report["retried_starts"] = start_peers(peers, workdir)
         running = [s for s in systems if s.name not in report["skipped"]]
-        report["systems"] = {s.name: s.describe() for s in running}
-        report["top1"], report["excluded"] = check_top1(running, photos)
+        report["systems"] = {}
         for system in running:
-            system.pause()
+            with system.awake():
+                report["systems"][system.name] = system.describe()
+        report["top1"], report["excluded"] = check_top1(running, photos)
         report["idle_cpu_percent"] = idle_cpu_percent(running)
         report["results"] = measure(running, photos, report["excluded"], args)
     finally:

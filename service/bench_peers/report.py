@@ -57,9 +57,13 @@ def write(report: dict[str, Any], json_path: Path) -> Path:
 
 
 def _gist(message: str) -> str:
-    """A failure's first line and, if it goes on (a log's tail), its last."""
+    """A failure's first line and, if it goes on (a log's tail), the last line that names
+    an error (or its last line)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return lines[0] if len(lines) < 2 else f"{lines[0]} … {lines[-1]}"
+    if len(lines) < 2:
+        return lines[0] if lines else ""
+    errors = [line for line in lines[1:] if "Error" in line or "Exception" in line]
+    return f"{lines[0]} … {(errors or lines)[-1][:300]}"
 
 
 def _cell(value: Any) -> str:

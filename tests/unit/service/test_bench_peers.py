@@ -158,7 +158,9 @@ def test_markdown_has_a_row_per_system_and_says_what_was_left_out():
         "machine": {"cpu_model": "AMD EPYC", "cores": 2, "python": "3.11.7"},
         "systems": {name: {"title": name.title(), "versions": {}, "layout": "-",
                            "request": "-"} for name in ("convzoo", "bentoml", "litserve")},
-        "skipped": {"torchserve": "failed to start: no Java"},
+        "skipped": {"torchserve": "failed to start: no Java",
+                    "pytriton": "Triton exited with 1:\nI1202 loading\nTimeoutError: no "
+                                "handshake\n  At: model.py\n;"},
         "idle_cpu_percent": {"convzoo": 0.4, "bentoml": 1.2, "litserve": 95.0},
         "top1": {"small": {"convzoo": "tiger cat", "bentoml": "tiger cat",
                            "litserve": "lynx"}},
@@ -168,6 +170,8 @@ def test_markdown_has_a_row_per_system_and_says_what_was_left_out():
     assert "| Litserve |  | - | - | 95.0 |" in text  # no versions given; its idle CPU
     assert "| Litserve | not measured: top-1 'lynx' differs" in text
     assert "- torchserve: failed to start: no Java" in text
+    # a log's tail is cut to its first line and its last error
+    assert "- pytriton: Triton exited with 1: … TimeoutError: no handshake\n" in text
 
 
 class _BusyServer(System):

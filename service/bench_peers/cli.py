@@ -21,7 +21,6 @@ from service.bench_peers.photos import PHOTO_SIZES, Photo, make_photo
 from service.bench_peers.systems import MODEL, ConvZoo, System
 
 VENV_ROOT = launch.ROOT / ".venv-peers"
-IDLE_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="unmeasured seconds of load per system and photo, before round 1")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="how long each system's idle CPU is measured")
     parser.add_argument("--convzoo-root", type=Path, default=launch.ROOT,
                         help="serve ConvZoo from this checkout (e.g. a git worktree of an "
                              "older commit, for before/after figures); the store is shared")
@@ -67,9 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                + [p for p in args.photos if p not in PHOTO_SIZES])
     if unknown:
         parser.error(f"unknown peer or photo: {', '.join(unknown)}")
-    if min(args.rounds, args.clients, args.peer_workers, args.max_batch) < 1 or args.seconds <= 0:
-        parser.error("--rounds, --clients, --peer-workers, --max-batch and --seconds must be "
-                     "positive")
+    if (min(args.rounds, args.clients, args.peer_workers, args.max_batch) < 1
+            or min(args.seconds, args.idle_seconds) <= 0):
+        parser.error("--rounds, --clients, --peer-workers, --max-batch, --seconds and "
+                     "--idle-seconds must be positive")
     args.out = args.out or launch.ROOT / "var" / "bench" / time.strftime(
         "peers-%Y%m%d-%H%M%S.json")
     return args
@@ -148,7 +150,7 @@ def check_top1(systems: list[System], photos: list[Photo]
     return top1, excluded
 
 
-def idle_cpu_percent(systems: list[System], seconds: float = IDLE_SECONDS) -> dict[str, float]:
+def idle_cpu_percent(systems: list[System], seconds: float) -> dict[str, float]:
     """Each system's CPU use with no request, measured alone (the others paused)."""
     idle = {}
     for system in systems:
@@ -231,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         load_s = (args.warmup + args.rounds * args.seconds) * len(photos) * len(systems)
         print(f"[bench-peers] starting ConvZoo from {convzoo.root}, then "
               f"{', '.join(p.name for p in peers) or 'no peer'}; logs in {workdir}; then "
-              f"{load_s / 60:.0f} min of load or more (large photos' last requests finish "
+              f"{load_s / 60:.1f} min of load or more (large photos' last requests finish "
               "after each round's time)", flush=True)
         # Each system is paused once it serves, so that none slows the next one's start.
         convzoo.start(workdir / convzoo.name)
@@ -243,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             with system.awake():
                 report["systems"][system.name] = system.describe()
         report["top1"], report["excluded"] = check_top1(running, photos)
-        report["idle_cpu_percent"] = idle_cpu_percent(running)
+        report["idle_cpu_percent"] = idle_cpu_percent(running, args.idle_seconds)
         report["results"] = measure(running, photos, report["excluded"], args)
     finally:
         for system in systems:

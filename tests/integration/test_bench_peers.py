@@ -25,7 +25,7 @@ def test_bench_peers_against_plain_bentoml(tmp_path, capsys):
                         ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "report" / "peers.json"
     assert cli.main(["--peers", "bentoml", "--photos", "small,png", "--rounds", "2",
-                     "--seconds", "1", "--warmup", "0.5", "--clients", "4",
+                     "--seconds", "1", "--warmup", "0.5", "--clients", "4", "--idle-seconds", "1",
                      "--convzoo-root", str(checkout), "--out", str(out)]) == 0
 
     report = json.loads(out.read_text())

@@ -47,7 +47,7 @@ class RoundResult:
                 "p50_ms": None if p50 is None else round(p50, 1),
                 "p99_ms": None if p99 is None else round(p99, 1),
                 "errors": self.errors, "error_samples": self.error_samples,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 3)}
 
 
 async def _load(request: PreparedRequest, clients: int, seconds: float) -> RoundResult:

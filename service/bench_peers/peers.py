@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,13 @@ class PeerServer(System):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports[0]}"
 
+    @abstractmethod
     def command(self, workdir: Path) -> tuple[list[str], Path, dict[str, str]]:
         """The server's command line, working directory and added environment."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ready(self) -> bool:
-        raise NotImplementedError
+        """Whether the model answers (the system's own readiness probe)."""
 
     def start(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +104,9 @@ class PeerServer(System):
                     [*self.distributions, "onnxruntime", "onnxruntime-gpu", "pillow", "numpy"]),
                 "layout": self.layout(), "request": self.request_encoding}
 
+    @abstractmethod
     def layout(self) -> str:
-        raise NotImplementedError
+        """Model copies, threads and batching, as that system's configuration says them."""
 
 
 class BentoMLPeer(PeerServer):

@@ -45,9 +45,16 @@ class System(ABC):
 
     def stop(self) -> None:
         """Stop every process started (paused ones too); safe when nothing was started."""
-        if self.server is not None:
-            self.resume()  # a stopped process would hold SIGTERM until continued
-            launch.stop_server(self.server)
+        if self.server is None:
+            return
+        tree = self.processes()
+        self.resume()  # a stopped process would hold SIGTERM until continued
+        launch.stop_server(self.server)
+        # stop_server signals the root's process group; a child in a group of its own
+        # (BentoML's workers) outlives a root that had to be killed.
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
     def processes(self) -> list[psutil.Process]:
         """The server's process tree (BentoML's workers have process groups of their own)."""

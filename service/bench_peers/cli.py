@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--convzoo-root", type=Path, default=launch.ROOT,
                         help="serve ConvZoo from this checkout (e.g. a git worktree of an "
                              "older commit, for before/after figures); the store is shared")
+    parser.add_argument("--convzoo-instances", type=int,
+                        help="ConvZoo's model instances (default: its configuration's "
+                             "default), for a layout like the peers' (one per core)")
     parser.add_argument("--install", action="store_true",
                         help="create the peers' virtual environments that are missing or "
                              "out of date (from the package registry)")
@@ -68,10 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                + [p for p in args.photos if p not in PHOTO_SIZES])
     if unknown:
         parser.error(f"unknown peer or photo: {', '.join(unknown)}")
-    if (min(args.rounds, args.clients, args.peer_workers, args.max_batch) < 1
+    if (min(args.rounds, args.clients, args.peer_workers, args.max_batch,
+            1 if args.convzoo_instances is None else args.convzoo_instances) < 1
             or min(args.seconds, args.idle_seconds) <= 0):
-        parser.error("--rounds, --clients, --peer-workers, --max-batch, --seconds and "
-                     "--idle-seconds must be positive")
+        parser.error("--rounds, --clients, --peer-workers, --max-batch, --convzoo-instances, "
+                     "--seconds and --idle-seconds must be positive")
     args.out = args.out or launch.ROOT / "var" / "bench" / time.strftime(
         "peers-%Y%m%d-%H%M%S.json")
     return args
@@ -227,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                      "warmup_seconds": args.warmup, "peers": vars(settings) | {
                          "interpolation": model["preprocessing"]["interpolation"]}},
         "photos": {photo.name: photo.describe() for photo in photos}}
-    convzoo = ConvZoo(args.convzoo_root)
+    convzoo = ConvZoo(args.convzoo_root, args.convzoo_instances)
     systems: list[System] = [convzoo, *peers]
     try:
         load_s = (args.warmup + args.rounds * args.seconds) * len(photos) * len(systems)

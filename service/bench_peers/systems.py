@@ -144,15 +144,19 @@ def checkout_commit(root: Path) -> str | None:
 
 class ConvZoo(System):
     """ConvZoo's `bentoml serve`, with a configuration serving efficientnet_lite0 on its
-    default batching. `root` may be another checkout of the project (an older commit in a
-    git worktree, for before/after figures); the model store is shared."""
+    default batching, or with `instances` model instances (the cores divided among them).
+    `root` may be another checkout of the project (an older commit in a git worktree, for
+    before/after figures); the model store is shared."""
 
     name = "convzoo"
     title = "ConvZoo"
-    CONFIG = {"default_model": MODEL, "startup_models": [MODEL]}
 
-    def __init__(self, root: Path = launch.ROOT):
+    def __init__(self, root: Path = launch.ROOT, instances: int | None = None):
         self.root = root.resolve()
+        self.instances = instances
+        self.config: dict[str, Any] = {"default_model": MODEL, "startup_models": [MODEL]}
+        if instances is not None:
+            self.config["batching"] = {"instances": instances}
         self.cwd: str | None = None
 
     def start(self, workdir: Path) -> None:
@@ -163,7 +167,7 @@ class ConvZoo(System):
         saved_root, saved_path = launch.ROOT, os.environ.get("PYTHONPATH")
         launch.ROOT, os.environ["PYTHONPATH"] = self.root, str(self.root)
         try:
-            self.server = launch.start_server(workdir, self.CONFIG, ready_timeout=READY_TIMEOUT_S)
+            self.server = launch.start_server(workdir, self.config, ready_timeout=READY_TIMEOUT_S)
         finally:
             launch.ROOT = saved_root
             if saved_path is None:
@@ -191,12 +195,14 @@ class ConvZoo(System):
                            "image/png)"}
 
     def _layout(self) -> str:
+        instances = "" if self.instances is None else f", {self.instances} model instance(s)"
         if self.root != launch.ROOT:
-            return "that checkout's default configuration, serving only efficientnet_lite0"
-        from service.core.config import ServingConfig
+            return f"that checkout's default configuration{instances}"
+        from service.core.config import BatchingConfig, ServingConfig
 
-        config = ServingConfig(default_model=MODEL, startup_models=(MODEL,))
-        batching = config.batching_for(MODEL)
-        return (f"default configuration: {batching.instances} model instance(s) x "
+        batching = BatchingConfig(**self.config.get("batching", {}))
+        config = ServingConfig(default_model=MODEL, startup_models=(MODEL,), batching=batching)
+        return (f"{'default configuration' if not instances else 'configuration'}: "
+                f"{batching.instances} model instance(s) x "
                 f"{config.threads_for(MODEL)} ONNX Runtime thread(s), max batch "
                 f"{batching.max_batch_size}, max delay {batching.max_delay_ms:g} ms")

@@ -10,6 +10,7 @@ import shutil
 import socket
 
 import pytest
+import yaml
 
 from service.bench_peers import cli
 from service.launch import ROOT
@@ -26,11 +27,17 @@ def test_bench_peers_against_plain_bentoml(tmp_path, capsys):
     out = tmp_path / "report" / "peers.json"
     assert cli.main(["--peers", "bentoml", "--photos", "small,png", "--rounds", "2",
                      "--seconds", "1", "--warmup", "0.5", "--clients", "4", "--idle-seconds", "1",
-                     "--convzoo-root", str(checkout), "--out", str(out)]) == 0
+                     "--convzoo-root", str(checkout), "--convzoo-instances", "2",
+                     "--out", str(out)]) == 0
 
     report = json.loads(out.read_text())
     assert set(report["systems"]) == {"convzoo", "bentoml"} and report["skipped"] == {}
-    assert report["systems"]["convzoo"]["served_from"] == str(checkout)
+    convzoo = report["systems"]["convzoo"]
+    assert convzoo["served_from"] == str(checkout)
+    assert convzoo["layout"] == "that checkout's default configuration, 2 model instance(s)"
+    served_config = yaml.safe_load((out.parent / "peers-servers" / "convzoo" /
+                                    "convzoo.yaml").read_text())
+    assert served_config["batching"] == {"instances": 2}
     assert report["systems"]["bentoml"]["versions"]["bentoml"].startswith("1.4")
     for photo in ("small", "png"):
         labels = report["top1"][photo]

@@ -8,7 +8,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup models serve test bench bench-gpu loadtest lint clean protos
+.PHONY: setup models serve test bench bench-gpu bench-peers loadtest lint clean protos
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ BENCH_GPU_ARGS ?=
 BENCH_GPU_TIMEOUT ?= 480
 bench-gpu: models
 	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m service.bench_gpu $(BENCH_GPU_ARGS)
+
+# ConvZoo against TorchServe, Triton (PyTriton), LitServe and plain BentoML serving the same
+# ONNX model; each peer's virtual environment (.venv-peers/) is made on first use.
+# BENCH_PEERS_ARGS: e.g. --rounds 1 --seconds 5, or --convzoo-root ../older-checkout.
+bench-peers: models
+	$(BIN)/python -m service.bench_peers --install $(BENCH_PEERS_ARGS)
 
 # Locust against a running server (`make serve` in another shell), headless and bounded, then
 # the SLO check: no failed request, aggregated p95 under CONVZOO_SLO_P95_MS (default 1000).

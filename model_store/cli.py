@@ -10,6 +10,12 @@
   python -m model_store import --from-dir DIR [--force]
   python -m model_store verify [NAME]
   python -m model_store prune [NAME ...] [--keep N] [--dry-run]
+  python -m model_store finetune NAME --backbone MODEL --data DIR [--holdout 0.2] [--seed 0]
+                             [--augment K [--no-flip]] [--unfreeze N [--epochs E]]
+                             [--allow-untrained] [--force] [--json]
+
+`finetune` trains a new head on a stored backbone over an image folder (one subfolder per
+class) and stores the result as a user model, which `list` shows (docs/transfer_learning.md).
 
 `pull` with no names takes the embedded defaults. It skips variants whose real weights are
 already stored, unless --force. It looks in PyTorch's hub cache, the Hugging Face cache,
@@ -49,10 +55,20 @@ def _rows() -> list[dict]:
     return rows
 
 
+def _user_rows() -> list[dict]:
+    from model_store.finetune.user_models import list_user_models
+
+    return [{"name": model.name, "family": model.record["family"],
+             "input": f"{model.input.size}px", "labels": f"{len(model.classes)} classes",
+             "classes": list(model.classes), "backbone": model.backbone,
+             "held_out_top1": model.held_out_top1, "weights": model.record["weights"],
+             "tag": model.tag} for model in list_user_models()]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = _rows()
+    rows, user_rows = _rows(), _user_rows()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + user_rows, indent=2))
         return 0
     print(f"{'name':26} {'family':18} {'input':6} {'top-1':>6}  {'weights':12} offline source")
     for row in rows:
@@ -62,6 +78,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     counts = {s: sum(r["weights"] == s for r in rows)
               for s in (store.PRETRAINED, store.RANDOM_INIT, store.MISSING)}
     print(f"\n{len(rows)} variants: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if user_rows:
+        print(f"\n{'user model':26} {'backbone':22} {'classes':>7}  {'held-out':>8}  weights")
+        for row in user_rows:
+            print(f"{row['name']:26} {row['backbone']:22} {len(row['classes']):>7}  "
+                  f"{row['held_out_top1']:>8.4f}  {row['weights']}")
+        print(f"\n{len(user_rows)} user models (python -m model_store finetune)")
     return 0
 
 
@@ -173,6 +195,32 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from model_store.finetune.pipeline import FinetuneOptions, finetune
+
+    result = finetune(FinetuneOptions(
+        name=args.name, backbone=args.backbone, data=Path(args.data), holdout=args.holdout,
+        seed=args.seed, augment=args.augment, flip=not args.no_flip, unfreeze=args.unfreeze,
+        epochs=args.epochs, allow_untrained=args.allow_untrained, force=args.force,
+        progress=not args.no_progress))
+    card = result.card
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return 0
+    held, frozen = card["held_out"], card["frozen_backbone_top1"]
+    print(f"stored {result.tag}: {len(card['classes'])} classes on {card['backbone']['name']}")
+    print(f"held-out top-1 {held['top1']:.4f} ({held['correct']}/{held['total']})")
+    print(f"  frozen backbone, no augmentation:    {frozen['without_augment']:.4f}")
+    if "with_augment" in frozen:
+        print(f"  frozen backbone, {args.augment} augmented views: {frozen['with_augment']:.4f}")
+    if card["unfreeze"]:
+        print(f"  last {args.unfreeze} stage(s) trained too:   {held['top1']:.4f}")
+    data, split = card["dataset"], card["split"]
+    print(f"dataset {data['digest']}: {data['images']} images, {data['skipped']['count']} "
+          f"skipped; {split['train']} train / {split['held_out']} held out, seed {split['seed']}")
+    return 0
+
+
 def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME")
     parser.add_argument("--family", help="every variant of this family (e.g. resnet)")
@@ -233,6 +281,35 @@ def build_parser(prog: str = "python -m model_store") -> argparse.ArgumentParser
     p.add_argument("--keep", type=int, default=1, help="newest versions kept (default 1)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     p.set_defaults(func=cmd_prune)
+    from model_store.finetune.unfreeze import DEFAULT_EPOCHS
+
+    finetune_help = ("train a new classifier head on a stored backbone's features over an "
+                     "image folder, and store backbone plus head as a user model")
+    p = sub.add_parser("finetune", help=finetune_help, description=finetune_help + ". See "
+                       "docs/transfer_learning.md.")
+    p.add_argument("name", help="the new model's name (lowercase letters, digits, . _ -)")
+    p.add_argument("--backbone", required=True, metavar="MODEL",
+                   help="a stored registry model, e.g. efficientnet_lite0")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="image folder: one subfolder per class, named by its label")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="share of each class held out to measure top-1 (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="split, augmentation and training seed")
+    p.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="K augmented views per training image (crops, flips, colour)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no horizontal flips in the augmented views (digits, text)")
+    p.add_argument("--unfreeze", type=int, default=0, metavar="N",
+                   help="also train the backbone's last N stages (PyTorch, on the CPU)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help=f"epochs of --unfreeze training (default {DEFAULT_EPOCHS})")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="accept a backbone without real weights (random-init)")
+    p.add_argument("--force", action="store_true",
+                   help="store a new version of an existing user model of that name")
+    p.add_argument("--json", action="store_true", help="print the model card as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 

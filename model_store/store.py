@@ -1,8 +1,9 @@
 """Saving variants into BentoML's model store, with their ONNX export and metadata.
 
 An import builds the variant, loads the state dict strictly, computes params and mult-adds,
-exports ONNX with a dynamic batch axis, and checks that ONNX Runtime and PyTorch agree on
-real photos before anything is saved. The stored model holds `model.onnx`,
+exports ONNX with a dynamic batch axis and two outputs, `logits` then `features`
+(`model_store.outputs`), and checks that ONNX Runtime and PyTorch agree on both, on real
+photos, before anything is saved. The stored model holds `model.onnx`,
 `weights.safetensors` and `convzoo.json` (the record every response's `weights` field is
 drawn from). Random weights are only ever stored when asked for, and are then marked
 `random-init` in that record.
@@ -22,6 +23,8 @@ import torch
 from PIL import Image
 
 from model_store import registry
+from model_store.features import FinalLayer, with_features
+from model_store.outputs import OUTPUTS
 from model_store.profiling import profile
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
@@ -29,6 +32,7 @@ from model_store.weights import sha256_of
 
 PRETRAINED = "pretrained"
 RANDOM_INIT = "random-init"
+FINE_TUNED = "fine-tuned"  # a user model: a registry backbone with a head trained here
 MISSING = "missing"
 ONNX_OPSET = 17
 # fp32 ORT vs PyTorch on the same graph: differences stay far below this on logits.
@@ -51,46 +55,60 @@ def parity_images(spec: ModelSpec) -> list[Image.Image]:
     return [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
 
 
-def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path) -> None:
+def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path) -> FinalLayer:
+    """Export `logits` and `features` (model_store.outputs), logits first; returns the layer
+    whose input the features are."""
+    exportable = with_features(model, spec)
     example = torch.zeros(1, spec.input.channels, spec.input.size, spec.input.size)
     torch.onnx.export(
-        model,
+        exportable,
         (example,),
         str(path),
         dynamo=False,  # the TorchScript exporter handles every registry model in seconds
         input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        # Serving reads output 0 by position: logits must stay first (model_store.outputs).
+        output_names=list(OUTPUTS),
+        dynamic_axes={"input": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}},
         opset_version=ONNX_OPSET,
     )
+    return exportable.final
 
 
 def check_parity(model: torch.nn.Module, spec: ModelSpec, onnx_path: Path) -> float:
+    """ONNX Runtime against PyTorch on real inputs, on both outputs; the largest |diff|."""
     import onnxruntime as ort
 
     batch = np.stack([preprocess(img, spec.input) for img in parity_images(spec)])
     with torch.no_grad():
-        expected = model(torch.from_numpy(batch)).numpy()
+        expected = [t.numpy() for t in with_features(model, spec)(torch.from_numpy(batch))]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {"input": batch})[0]
-    diff = float(np.max(np.abs(actual - expected)))
-    if diff > PARITY_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
-        raise StoreError(
-            f"{spec.name}: ONNX Runtime and PyTorch disagree on real inputs (max |diff| {diff})"
-        )
-    if not np.array_equal(actual.argmax(1), expected.argmax(1)):
+    actual = session.run(list(OUTPUTS), {"input": batch})
+    largest = 0.0
+    for name, got, wanted in zip(OUTPUTS, actual, expected, strict=True):
+        diff = float(np.max(np.abs(got - wanted)))
+        if diff > PARITY_TOLERANCE * max(1.0, float(np.max(np.abs(wanted)))):
+            raise StoreError(f"{spec.name}: ONNX Runtime and PyTorch disagree on real inputs "
+                             f"(output {name}, max |diff| {diff})")
+        largest = max(largest, diff)
+    logits, reference = actual[0], expected[0]
+    if not np.array_equal(logits.argmax(1), reference.argmax(1)):
         raise StoreError(f"{spec.name}: ONNX Runtime and PyTorch pick different classes")
-    return diff
+    return largest
 
 
 def save(
     spec: ModelSpec,
     state_dict: dict[str, torch.Tensor] | None,
     provenance: dict[str, Any],
+    *,
+    status: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Build, load, export, check and store one variant; returns the BentoML tag.
 
-    `state_dict=None` stores randomly initialised weights, marked `random-init`.
+    `state_dict=None` stores randomly initialised weights, marked `random-init`. A user
+    model (model_store.finetune) passes a spec of its own making, `status=FINE_TUNED` and
+    its model card in `extra`, which is merged into the record.
     """
     import bentoml
     from safetensors.torch import save_file
@@ -106,13 +124,14 @@ def save(
                 f"missing {list(missing)[:5]}{'...' if len(missing) > 5 else ''}, "
                 f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
             )
-    status = PRETRAINED if state_dict is not None else RANDOM_INIT
+    status = status or (PRETRAINED if state_dict is not None else RANDOM_INIT)
     figures = profile(spec, model)
+    exportable = with_features(model, spec)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         weights_path = Path(tmp) / "weights.safetensors"
-        export_onnx(model, spec, onnx_path)
-        parity = check_parity(model, spec, onnx_path)
+        final = export_onnx(exportable, spec, onnx_path)
+        parity = check_parity(exportable, spec, onnx_path)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_path))
         record = {
             "name": spec.name,
@@ -122,11 +141,15 @@ def save(
             "input": asdict(spec.input),
             "labels": spec.labels,
             "num_classes": spec.num_classes,
+            "outputs": list(OUTPUTS),
+            "features_dim": final.dim,
+            "features_layer": final.path,
             "params_m": round(figures["params_m"], 4),
             "mult_adds_m": round(figures["mult_adds_m"], 2),
             "onnx_parity_max_abs_diff": parity,
             "onnx_opset": ONNX_OPSET,
             "files": {p.name: sha256_of(p) for p in (onnx_path, weights_path)},
+            **(extra or {}),
         }
         with bentoml.models.create(
             spec.name,

@@ -1,11 +1,11 @@
 """Batched passes over image files: decode, make the model inputs, run them, keep the outputs.
 
 One pass decodes each file once, makes one or more model inputs from it (the served
-single crop, or augmented views), groups them in batches and hands each batch to every
-`Sink`: the backbone's stored graph through ONNX Runtime (its `features` output, the same
-graph and preprocessing that serve it), and, for --unfreeze, the PyTorch backbone up to the
-first stage that will train. A file that cannot be decoded is skipped and reported, never
-fatal here. A tqdm bar counts the files.
+single crop, or augmented views), groups them in batches and hands each batch to a `Sink`:
+the backbone's stored graph through ONNX Runtime (its `features` output, the same graph and
+preprocessing that serve it), or, for --unfreeze, the backbone exported with the frozen
+stages' output as well (`model_store.finetune.unfreeze`). A file that cannot be decoded is
+skipped and reported, never fatal here. A tqdm bar counts the files.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from model_store.outputs import FEATURES
 from model_store.store import StoredModel
 
 BATCH_SIZE = 32
-# A sink maps a batch of model inputs [B, C, H, W] to one row of output per input.
-Sink = Callable[[np.ndarray], np.ndarray]
+# A sink maps a batch of model inputs [B, C, H, W] to its outputs, one row per input each.
+Sink = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 ViewFunction = Callable[[Image.Image], list[np.ndarray]]
 
 
@@ -37,13 +37,14 @@ class StoredFeatures:
         self.session = ort.InferenceSession(str(stored.onnx_path),
                                             providers=["CPUExecutionProvider"])
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([FEATURES], {"input": batch})[0]
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray]:
+        return (self.session.run([FEATURES], {"input": batch})[0],)
 
 
 @dataclass
 class Pass:
-    """What one pass produced: per sink, the rows of every view, and whose view each row is."""
+    """What one pass produced: per sink output, the rows of every view, and whose view each
+    row is."""
 
     outputs: list[np.ndarray]
     owners: np.ndarray  # position in the pass's file list of each row's source file
@@ -54,19 +55,21 @@ class Pass:
         return np.flatnonzero(np.isin(self.owners, np.asarray(positions)))
 
 
-def run_pass(files: Sequence[Path], views: ViewFunction, sinks: Sequence[Sink],
-             progress: bool, description: str, batch_size: int = BATCH_SIZE) -> Pass:
-    """Decode every file, make its views, and run them through every sink in batches."""
-    outputs: list[list[np.ndarray]] = [[] for _ in sinks]
+def run_pass(files: Sequence[Path], views: ViewFunction, sink: Sink, progress: bool,
+             description: str, batch_size: int = BATCH_SIZE) -> Pass:
+    """Decode every file, make its views, and run them through the sink in batches."""
+    outputs: list[list[np.ndarray]] = []
     owners: list[int] = []
     skipped: list[tuple[Path, str]] = []
     pending: list[np.ndarray] = []
 
     def flush() -> None:
         if pending:
-            batch = np.stack(pending)
-            for collected, sink in zip(outputs, sinks, strict=True):
-                collected.append(sink(batch))
+            results = sink(np.stack(pending))
+            if not outputs:
+                outputs.extend([] for _ in results)
+            for collected, result in zip(outputs, results, strict=True):
+                collected.append(result)
             pending.clear()
 
     for position, path in enumerate(tqdm(files, desc=description, unit="img",
@@ -82,6 +85,5 @@ def run_pass(files: Sequence[Path], views: ViewFunction, sinks: Sequence[Sink],
             if len(pending) == batch_size:
                 flush()
     flush()
-    stacked = [np.concatenate(collected) if collected else np.empty((0,), np.float32)
-               for collected in outputs]
+    stacked = [np.concatenate(collected) for collected in outputs]
     return Pass(stacked, np.asarray(owners, dtype=np.int64), skipped)

@@ -125,3 +125,17 @@ def test_has_features_reads_the_stored_record():
     old = types.SimpleNamespace(record={"name": "resnet50", "labels": "imagenet-1k"})
     assert has_features(new) and features_dim(new) == 1280
     assert not has_features(old) and features_dim(old) is None
+
+
+def test_parity_check_still_reads_a_graph_stored_before_the_features_output(tmp_path):
+    """`python -m model_store verify` on an older store: logits only, checked as before."""
+    spec = tiny_spec(TinyLinearNet)
+    model = TinyLinearNet().eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(tmp_path / "old.onnx"),
+                      dynamo=False, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    assert check_parity(model, spec, tmp_path / "old.onnx") < 1e-5
+    with torch.no_grad():
+        model.fc.bias += 1.0
+    with pytest.raises(StoreError, match="output logits"):
+        check_parity(model, spec, tmp_path / "old.onnx")

@@ -58,11 +58,14 @@ def _rows() -> list[dict]:
 def _user_rows() -> list[dict]:
     from model_store.finetune.user_models import list_user_models
 
+    # A registry row's keys (what a user model lacks is None), then the user model's own.
     return [{"name": model.name, "family": model.record["family"],
              "input": f"{model.input.size}px", "labels": f"{len(model.classes)} classes",
+             "published_top1": None, "weights": model.record["weights"],
+             "offline_source": None, "download": None,
              "classes": list(model.classes), "backbone": model.backbone,
-             "held_out_top1": model.held_out_top1, "weights": model.record["weights"],
-             "tag": model.tag} for model in list_user_models()]
+             "held_out_top1": model.held_out_top1, "tag": model.tag}
+            for model in list_user_models()]
 
 
 def cmd_list(args: argparse.Namespace) -> int:

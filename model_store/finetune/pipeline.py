@@ -40,6 +40,7 @@ from model_store.finetune.user_models import check_new_name, user_model_spec
 from model_store.outputs import has_features
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
+from model_store.weights import sha256_of
 
 HEAD_KIND = ("multinomial logistic regression (scikit-learn, L-BFGS, C=1) on standardised "
              "features, folded into one linear layer")
@@ -110,6 +111,11 @@ def _stored_backbone(options: FinetuneOptions) -> tuple[ModelSpec, store.StoredM
         raise FinetuneError(
             f"backbone {spec.name} was stored before graphs had a features output; re-import "
             f"it: `python -m model_store pull {spec.name} --force`")
+    for file_name, expected in stored.record["files"].items():
+        if sha256_of(stored.path / file_name) != expected:
+            raise FinetuneError(f"backbone {spec.name}: its stored {file_name} does not match "
+                                f"its record (corrupt); re-import it: `python -m model_store "
+                                f"pull {spec.name} --force`")
     return spec, stored
 
 

@@ -276,16 +276,23 @@ def test_bad_input_is_refused_with_one_line(case, home, tmp_path):
     assert not (home / "models" / name).exists()
 
 
-def test_a_backbone_stored_before_the_features_output_is_refused(tmp_path):
+def test_an_old_or_corrupt_stored_backbone_is_refused(tmp_path):
     home = tmp_path / "bentoml"
     run_cli("pull", "lenet5", "--random-init", "--no-progress", home=home)
-    record_path = stored_dir(home, "lenet5") / "convzoo.json"
+    digits = write_digits(tmp_path / "digits")
+    args = ("old", "--backbone", "lenet5", "--allow-untrained", "--data", str(digits))
+    graph = stored_dir(home, "lenet5") / "model.onnx"
+    intact = graph.read_bytes()
+    graph.write_bytes(intact + b"\0")
+    line = refused(finetune(home, *args, check=False))
+    assert "stored model.onnx does not match its record (corrupt)" in line
+    graph.write_bytes(intact)
+    record_path = graph.parent / "convzoo.json"
     record = json.loads(record_path.read_text())
     for added in ("outputs", "features_dim", "features_layer"):
         del record[added]  # as every record written before the features output
     record_path.write_text(json.dumps(record))
-    line = refused(finetune(home, "old", "--backbone", "lenet5", "--allow-untrained",
-                            "--data", str(write_digits(tmp_path / "digits")), check=False))
+    line = refused(finetune(home, *args, check=False))
     assert "re-import it: `python -m model_store pull lenet5 --force`" in line
 
 
@@ -296,3 +303,30 @@ def test_convzoo_models_finetune_is_the_same_command(home, tmp_path):
          "lenet5", "--data", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=120)
     assert "'resnet50' is a registry model" in refused(result)
+
+
+def documented_digits_rows() -> dict[str, dict[str, str]]:
+    """docs/transfer_learning.md's digits table, by its first cell."""
+    doc = (ROOT / "docs" / "transfer_learning.md").read_text()
+    section = doc[doc.index("## Measured: scikit-learn's digits"):]
+    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def test_the_documented_digits_figure_reproduces(home, tmp_path):
+    """The doc's frozen-backbone row, from its own commands, in a store of its own."""
+    run_cli_module = [sys.executable, "-m", "model_store.finetune.digits_folder",
+                      str(tmp_path / "digits")]
+    subprocess.run(run_cli_module, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    row = documented_digits_rows()["`finetune digits-lite0`"]
+    card = json.loads(finetune(home, "digits-lite0", "--backbone", "efficientnet_lite0",
+                               "--data", str(tmp_path / "digits"), "--json").stdout)
+    held = card["held_out"]
+    assert (held["correct"], held["total"]) == (int(row["Correct of 360"]), 360), (
+        "docs/transfer_learning.md's frozen-backbone figure does not reproduce here")
+    assert row["Held-out top-1"] == f"{100 * held['top1']:.2f} %"

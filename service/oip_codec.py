@@ -28,6 +28,7 @@ import numpy as np
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.protocol import set_parameter
 from model_store import store
+from service.core.arguments import integer_argument
 from service.core.errors import InvalidArgument, ModelNotFound
 from service.core.inference import InferenceCore
 
@@ -176,7 +177,7 @@ def tensor_from_elements(name: str, datatype: str, shape: Iterable[int],
     else:
         try:
             data = np.asarray(elements, dtype=dtype).ravel()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # 300 or inf as UINT8: Overflow
             raise InvalidArgument(f"input {name}: data is not {datatype}: {exc}") from None
     if data.size != count:
         raise InvalidArgument(f"input {name}: shape {list(shape)} holds {count} elements but "
@@ -244,6 +245,8 @@ def repository_index(core: InferenceCore, ready_only: bool = False) -> list[dict
             state, reason = "READY", ""
         elif info["load_error"]:
             state, reason = "UNAVAILABLE", info["load_error"]
+        elif info["weights"] == store.BROKEN:
+            state, reason = "UNAVAILABLE", info["store_error"]
         elif info["weights"] == store.MISSING:
             state, reason = "UNAVAILABLE", "no weights in the model store"
         else:
@@ -279,9 +282,8 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
                               f"{model or '(default)'}; it takes {', '.join(allowed)} "
                               f"(ensembles: model {ENSEMBLE_MODEL!r}, selection: model "
                               f"{SELECT_MODEL!r})")
-    top_k = parameters.get("top_k", DEFAULT_TOP_K)
-    if isinstance(top_k, bool):
-        raise InvalidArgument(f"top_k must be an integer, got {top_k!r}")
+    # Parameters arrive typed (a gRPC double can be inf): parsed here like REST's options.
+    top_k = integer_argument(parameters.get("top_k", DEFAULT_TOP_K), "top_k")
     names = [t.name for t in inputs]
     unknown = sorted(set(names) - {IMAGE, PIXELS})
     if unknown:
@@ -314,7 +316,7 @@ def _composite(pseudo_model: str | None, parameters: dict[str, Any]
     if pseudo_model == ENSEMBLE_MODEL:
         return "ensemble", {"models": listed("models"), "ensemble": parameters.get("ensemble"),
                             "weights": listed("weights"), "method": parameters.get("method"),
-                            "crops": parameters.get("crops", 1)}
+                            "crops": integer_argument(parameters.get("crops", 1), "crops")}
     if pseudo_model == SELECT_MODEL:
         if "family" not in parameters:
             raise InvalidArgument("model 'select' needs the parameter 'family'")
@@ -322,7 +324,7 @@ def _composite(pseudo_model: str | None, parameters: dict[str, Any]
                           ("family", "latency_budget_ms", "min_top1", "allow_untrained")
                           if key in parameters}
     if "crops" in parameters:
-        return "multicrop", {"crops": parameters["crops"]}
+        return "multicrop", {"crops": integer_argument(parameters["crops"], "crops")}
     return None, {}
 
 

@@ -269,3 +269,14 @@ def test_elements_out_of_their_datatypes_range_are_invalid_arguments(datatype, e
     # numpy raises OverflowError for these, which was a 500 / INTERNAL (issue 14).
     with pytest.raises(InvalidArgument, match=f"data is not {datatype}"):
         codec.tensor_from_elements("X", datatype, [len(elements)], elements)
+
+
+def test_thousands_of_inputs_are_refused_before_any_is_converted():
+    request = pb.ModelInferRequest(model_name="lenet5")
+    for i in range(10_000):
+        request.inputs.add(name=f"IN{i}", datatype="NOPE", shape=[1])  # never looked at
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_proto(request)
+    body = {"inputs": [{"name": f"IN{i}"} for i in range(10_000)]}
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_json(body, b"")

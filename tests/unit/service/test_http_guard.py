@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -218,11 +219,16 @@ def test_the_uvicorn_names_relied_on_exist():
     config.load()
     from uvicorn.server import ServerState
 
-    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(http_guard.ProbeTransport())
-    protocol.on_message_begin()
-    for name in http_guard.REQUIRED_ATTRIBUTES:
-        assert hasattr(protocol, name), name
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={},
+                                     _loop=loop)
+        protocol.connection_made(http_guard.ProbeTransport())
+        protocol.on_message_begin()
+        for name in http_guard.REQUIRED_ATTRIBUTES:
+            assert hasattr(protocol, name), name
+    finally:
+        loop.close()
 
 
 def test_the_check_refuses_a_uvicorn_that_no_longer_resolves_auto_here(restore_protocols,

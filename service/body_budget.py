@@ -21,6 +21,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core import metrics
 from service.core.config import load_config
 from service.core.errors import Overloaded, RequestTimeout, http_status
 
@@ -75,6 +76,7 @@ class _MeteredBody:
                 message = await self._receive()
         except TimeoutError:
             self.timed_out = True
+            metrics.BODIES_REFUSED.labels("timeout").inc()
             raise RequestTimeout(f"the request body did not arrive within {self.timeout_s:g} "
                                  "s (body_timeout_s)") from None
         if message["type"] != "http.request":
@@ -88,6 +90,7 @@ class _MeteredBody:
 
     def _reserve(self, size: int) -> None:
         if not self.budget.take(size):
+            metrics.BODIES_REFUSED.labels("budget").inc()
             raise Overloaded(f"the server holds {self.budget.held} bytes of request bodies "
                              f"and takes at most {self.budget.limit} "
                              "(max_body_bytes_in_flight); retry shortly",

@@ -80,7 +80,9 @@ class ServingConfig:
     # A request body not received in full within this is answered 408 (a stalled upload).
     body_timeout_s: float = 60.0
     # Request body bytes held by all requests together; past it new bodies get 503 with
-    # Retry-After. None: 4 x max_body_bytes, four uploads of the largest size at once.
+    # Retry-After. None: four uploads of the largest size at once (4 x max_body_bytes), and
+    # never under 256 MiB, so that a small per-request limit does not refuse ordinary
+    # concurrency (a queue of 256 photos of 100 kB holds 25 MB).
     max_body_bytes_in_flight: int | None = None
     # A model load (file hashes, inference session, warm-up) that takes longer is reported
     # NotReady; up to model_load_concurrency loads of different models run side by side.
@@ -90,7 +92,7 @@ class ServingConfig:
     @property
     def body_bytes_in_flight(self) -> int:
         """The total bound on request bodies held at once (see max_body_bytes_in_flight)."""
-        return self.max_body_bytes_in_flight or 4 * self.max_body_bytes
+        return self.max_body_bytes_in_flight or max(4 * self.max_body_bytes, 256 * 2**20)
 
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)

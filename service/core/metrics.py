@@ -58,6 +58,10 @@ QUEUE_DEPTH = _remember_children(Gauge(
 SHED = _remember_children(Counter(
     "convzoo_shed_total", "Requests refused at once because a model's queue was full",
     ["model"], registry=REGISTRY))
+BODIES_REFUSED = _remember_children(Counter(
+    "convzoo_request_bodies_refused_total",
+    "Request bodies refused: over max_body_bytes_in_flight (reason budget), or not received "
+    "within body_timeout_s (reason timeout)", ["reason"], registry=REGISTRY))
 MODELS_LOADED = Gauge(
     "convzoo_models_loaded", "Models loaded and ready to serve",
     multiprocess_mode="livesum", registry=REGISTRY)

@@ -76,6 +76,9 @@ def test_bodies_in_flight_are_bounded(target, digit_pngs):
     assert outcome.figures["fits"] == 4 and outcome.figures["refused"] >= 16
     if outcome.rss_growth_mb is not None:  # 20 x 7 MiB = 140 MiB without the bound
         assert outcome.rss_growth_mb < 32 + 48, outcome.rss_growth_mb
+    metrics = httpx.get(target.http_url + "/metrics", timeout=30).text
+    refused = re.search(r'convzoo_request_bodies_refused_total\{reason="budget"\} (\S+)', metrics)
+    assert refused and float(refused.group(1)) >= 16
     # Once the stalled ones are gone, the budget is free again.
     response = httpx.post(target.http_url + "/classify", content=digit_pngs[0][0],
                           headers={"content-type": "image/png"}, timeout=30)

@@ -90,7 +90,11 @@ def test_error_bodies_bound_the_message_and_echoed_details():
 def test_hostile_client_limits_have_defaults_and_derive_the_body_budget(tmp_path):
     config = load_config(tmp_path / "none.yaml")
     assert config.max_header_bytes == 64 * 1024 and config.header_timeout_s == 10.0
-    assert config.body_bytes_in_flight == 4 * config.max_body_bytes
+    assert config.body_bytes_in_flight == 4 * config.max_body_bytes == 256 * 2**20
+    assert load_config(tmp_path / "none.yaml", max_body_bytes=200_000
+                       ).body_bytes_in_flight == 256 * 2**20
+    assert load_config(tmp_path / "none.yaml", max_body_bytes=128 * 2**20
+                       ).body_bytes_in_flight == 512 * 2**20
     assert load_config(tmp_path / "none.yaml", max_body_bytes_in_flight=1000
                        ).body_bytes_in_flight == 1000
     assert config.model_load_timeout_s > 0 and config.model_load_concurrency >= 2

@@ -77,8 +77,9 @@ class ServingConfig:
     # Open HTTP connections past this are answered 503 and closed: with max_header_bytes it
     # bounds what partial request heads can hold (2048 x 64 KiB = 128 MiB).
     max_connections: int = 2048
-    # A request body not received in full within this is answered 408 (a stalled upload).
-    body_timeout_s: float = 60.0
+    # A request body not received in full within this, from its first read, is answered 408
+    # and its connection closed (a stalled upload): 120 s carries a 64 MiB body at 5 Mbit/s.
+    body_timeout_s: float = 120.0
     # Request body bytes held by all requests together; past it new bodies get 503 with
     # Retry-After. None: four uploads of the largest size at once (4 x max_body_bytes), and
     # never under 256 MiB, so that a small per-request limit does not refuse ordinary

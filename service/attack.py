@@ -440,15 +440,14 @@ def _call(stub: pb_grpc.GRPCInferenceServiceStub, request_: pb.ModelInferRequest
 
 
 def long_error(target: Target) -> Outcome:
-    """A request whose error names 10,000 outputs (item 11: the errors of 10,000 inputs made a
-    90 KB gRPC status, which clients read as "Stream removed"): the message must reach the
-    client, cut short, over gRPC and OIP REST."""
-    names = [f"OUTPUT_{i}" for i in range(10_000)]
+    """A request whose error message is 15 kB long (item 11: the errors of 10,000 inputs made
+    a 90 KB gRPC status, which clients read as "Stream removed"): a PIXELS tensor whose shape
+    has 5,000 dimensions, one negative, which the message lists. It must reach the client, cut
+    short, over gRPC and OIP REST."""
+    shape = [1] * 4999 + [-1]
     request_ = pb.ModelInferRequest(model_name="lenet5")
-    request_.inputs.add(name="IMAGE", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
-        base64.b64decode(_png()))
-    for name in names:
-        request_.outputs.add(name=name)
+    request_.inputs.add(name="PIXELS", datatype="FP32", shape=shape)
+    request_.raw_input_contents.append(b"")
     with grpc.insecure_channel(target.grpc_target) as channel:
         try:
             pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request_, timeout=60)
@@ -456,10 +455,12 @@ def long_error(target: Target) -> Outcome:
         except grpc.RpcError as error:
             code, details = error.code().name, error.details() or ""
     status, rest_body = request(target, "POST", "/v2/models/lenet5/infer", json.dumps(
-        {"inputs": [_oip_image(_png())], "outputs": [{"name": n} for n in names]}).encode())
+        {"inputs": [{"name": "PIXELS", "datatype": "FP32", "shape": shape, "data": []}]}
+    ).encode())
     return Outcome("long_error", f"{code}, {len(details.encode())} B message; REST {status}, "
                    f"{len(rest_body)} B body", code == "INVALID_ARGUMENT" and status == 400
-                   and details.startswith("unknown output") and details.endswith("more bytes)")
+                   and details.startswith("input PIXELS: shape [1, 1, 1")
+                   and details.endswith("more bytes)")
                    and len(details) < 2000 and len(rest_body) < 2000, [code, status],
                    figures={"grpc_message_bytes": len(details.encode()),
                             "rest_body_bytes": len(rest_body)})

@@ -66,8 +66,8 @@ CALL_PARAMETERS = {
     SELECT_MODEL: ("top_k", "family", "latency_budget_ms", "min_top1", "allow_untrained"),
 }
 CONVZOO_PARAMETERS = frozenset(p for names in CALL_PARAMETERS.values() for p in names)
-# The models take one input: a request with thousands (10,000 made a 90 KB error, issue 14)
-# is refused before any of them is converted.
+# The models take one input and give three outputs: a request with thousands (10,000 inputs
+# made a 90 KB error, issue 14) is refused before any of them is converted or listed.
 MAX_INPUTS = 16
 _LENGTH = struct.Struct("<I")
 
@@ -273,6 +273,9 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
         core.spec(model)  # an unknown model is NOT_FOUND, whatever else is wrong
     if model:
         _check_version(model, version)
+    if len(outputs) > MAX_INPUTS:
+        raise InvalidArgument(f"{len(outputs)} outputs requested; the outputs are "
+                              f"{', '.join(OUTPUT_DATATYPES)}")
     outputs = list(dict.fromkeys(outputs)) or list(OUTPUT_DATATYPES)
     unknown_outputs = [n for n in outputs if n not in OUTPUT_DATATYPES]
     if unknown_outputs:

@@ -280,3 +280,6 @@ def test_thousands_of_inputs_are_refused_before_any_is_converted():
     body = {"inputs": [{"name": f"IN{i}"} for i in range(10_000)]}
     with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
         codec.inputs_from_json(body, b"")
+    with pytest.raises(InvalidArgument, match="10000 outputs requested; the outputs are"):
+        codec.classify_call(FakeCore(), "lenet5", "", [image_tensor(b"a")], {},
+                            [f"OUT{i}" for i in range(10_000)])

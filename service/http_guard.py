@@ -52,6 +52,9 @@ REQUIRED_METHODS = ("connection_made", "connection_lost", "data_received", "on_m
                     "on_headers_complete", "on_body", "on_message_complete")
 REQUIRED_ATTRIBUTES = ("transport", "url", "headers", "loop", "app", "connections")
 GUARDED_PROTOCOL = f"{__name__}:GuardedHttpToolsProtocol"
+# After refusing, read and drop at most this much, for at most this long (see _refuse).
+LINGER_S = 2.0
+LINGER_BYTES = 1 << 20
 
 
 def _response(status: int, reason: str, code: str, message: str,
@@ -77,6 +80,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_started = False  # some of that head has been parsed
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._dropped = 0  # bytes read and dropped after a refusal
 
     # --- connection ------------------------------------------------------------------------
 
@@ -95,6 +99,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
             return
         # A read counts when it neither completed a head (its body may follow in it, or a
         # whole request) nor started one after a body (one read of that head goes uncounted).
@@ -167,9 +174,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         self._stop_head_timer()
         log.warning("refused a connection from %s: %d %s", self.client or "?", status, code)
-        if not self.transport.is_closing():
-            self.transport.write(_response(status, reason, code, message, extra_headers))
+        if self.transport.is_closing():
+            return
+        self.transport.write(_response(status, reason, code, message, extra_headers))
+        if not self.transport.can_write_eof():  # TLS
             self.transport.close()
+            return
+        # A lingering close, as nginx's: closing at once with the client's bytes unread sends
+        # a reset, which can destroy the answer before the client reads it. The answer and a
+        # FIN go now; what the client still sends is read and dropped until it closes too,
+        # LINGER_BYTES have come or LINGER_S has passed (an attacker who keeps sending is cut
+        # off after a megabyte).
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def install(config: ServingConfig) -> None:
@@ -243,6 +260,9 @@ class ProbeTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def can_write_eof(self) -> bool:
+        return False
 
     def close(self) -> None:
         self.closed = True

@@ -372,7 +372,8 @@ class InferenceCore:
 
     def stored_entries(self) -> dict[str, store.StoreEntry]:
         """Every stored variant's weights status (or broken, and why), re-read from BentoML's
-        store at most every few seconds (reading it parses every model's YAML: ~20 ms)."""
+        store at most every few seconds (reading it parses every stored model's model.yaml and
+        convzoo.json)."""
         now = time.monotonic()
         if self._stored_cache is None or now - self._stored_cache[0] > STORE_STATUS_TTL_S:
             self._stored_cache = (now, store.stored_entries())

@@ -50,7 +50,8 @@ log = logging.getLogger("convzoo.http")
 
 REQUIRED_METHODS = ("connection_made", "connection_lost", "data_received", "on_message_begin",
                     "on_headers_complete", "on_body", "on_message_complete")
-REQUIRED_ATTRIBUTES = ("transport", "url", "headers", "loop", "app", "connections")
+REQUIRED_ATTRIBUTES = ("transport", "url", "headers", "loop", "app", "connections", "cycle",
+                       "client")
 GUARDED_PROTOCOL = f"{__name__}:GuardedHttpToolsProtocol"
 # After refusing, read and drop at most this much, for at most this long (see _refuse).
 LINGER_S = 2.0
@@ -176,6 +177,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         log.warning("refused a connection from %s: %d %s", self.client or "?", status, code)
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head went wrong while the previous response is being written: an
+            # answer now would land inside that response.
+            self.transport.close()
+            return
         self.transport.write(_response(status, reason, code, message, extra_headers))
         if not self.transport.can_write_eof():  # TLS
             self.transport.close()
@@ -225,12 +231,17 @@ def check() -> None:
     loop = asyncio.new_event_loop()
     log.disabled = True  # the probe's own refusal is no news
     try:
-        small = _exchange(config, loop, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+        small, protocol = _exchange(config, loop, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
         limit = GuardedHttpToolsProtocol.max_header_bytes
-        large = _exchange(config, loop, b"GET /x HTTP/1.1\r\nx-big: " + b"a" * limit)
+        large, _ = _exchange(config, loop, b"GET /x HTTP/1.1\r\nx-big: " + b"a" * limit)
     finally:
         log.disabled = False
         loop.close()
+    missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(protocol, name)]
+    if missing:
+        raise GuardUnavailable(f"uvicorn's HttpToolsProtocol has no {missing}: the HTTP "
+                               "header limits (service.http_guard) cannot work; use the "
+                               "uvicorn version pinned in pyproject.toml")
     if not small.startswith(b"HTTP/1.1 200") or not large.startswith(b"HTTP/1.1 431"):
         raise GuardUnavailable(f"uvicorn's HttpToolsProtocol does not behave as "
                                f"service.http_guard expects (a request answered "
@@ -275,8 +286,8 @@ class ProbeTransport(asyncio.Transport):
 
 
 def _exchange(config: uvicorn_config.Config, loop: asyncio.AbstractEventLoop,
-              request: bytes) -> bytes:
-    """What the protocol answers `request` with, on a fake transport."""
+              request: bytes) -> tuple[bytes, GuardedHttpToolsProtocol]:
+    """What the protocol answers `request` with, on a fake transport, and the protocol."""
     from uvicorn.server import ServerState
 
     protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(),
@@ -287,4 +298,4 @@ def _exchange(config: uvicorn_config.Config, loop: asyncio.AbstractEventLoop,
     for _ in range(10):  # let the request's task run
         loop.run_until_complete(asyncio.sleep(0))
     protocol.connection_lost(None)
-    return transport.written
+    return transport.written, protocol

@@ -239,6 +239,15 @@ def test_the_check_refuses_a_uvicorn_that_no_longer_resolves_auto_here(restore_p
         http_guard.check()
 
 
+def test_the_check_refuses_a_protocol_without_an_attribute_it_uses(restore_protocols,
+                                                                    tmp_path, monkeypatch):
+    http_guard.install(load_config(tmp_path / "none.yaml"))
+    monkeypatch.setattr(http_guard, "REQUIRED_ATTRIBUTES", (*http_guard.REQUIRED_ATTRIBUTES,
+                                                            "renamed_in_an_upgrade"))
+    with pytest.raises(GuardUnavailable, match="renamed_in_an_upgrade"):
+        http_guard.check()
+
+
 def test_the_check_refuses_a_protocol_that_does_not_enforce_the_limit(restore_protocols,
                                                                       tmp_path, monkeypatch):
     http_guard.install(load_config(tmp_path / "none.yaml"))

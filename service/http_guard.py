@@ -40,6 +40,10 @@ import json
 import logging
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from uvicorn import config as uvicorn_config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -222,7 +226,7 @@ def check() -> None:
         raise GuardUnavailable(f"uvicorn's HttpToolsProtocol has no {missing}: the HTTP "
                                "header limits (service.http_guard) cannot be installed; use "
                                "the uvicorn version pinned in pyproject.toml")
-    config = uvicorn_config.Config(app=_ok_app, log_config=None)
+    config = uvicorn_config.Config(app=_PROBE_APP, log_config=None)
     config.load()
     if config.http_protocol_class is not GuardedHttpToolsProtocol:
         raise GuardUnavailable("uvicorn no longer resolves http='auto' through "
@@ -248,10 +252,12 @@ def check() -> None:
                                f"{small[:20]!r}, an oversized head {large[:20]!r})")
 
 
-async def _ok_app(scope: dict, receive: Any, send: Any) -> None:
-    if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+async def _ok(request: Request) -> Response:
+    return Response(b"")
+
+
+# The probe's app: a route, as BentoML's app has, so that route labelling runs too.
+_PROBE_APP = Starlette(routes=[Route("/x", _ok)])
 
 
 class ProbeTransport(asyncio.Transport):

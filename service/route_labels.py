@@ -17,11 +17,14 @@ The templates come from the app's own routes through Starlette's public routing 
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger("convzoo.http")
 
 UNMATCHED = "__unmatched__"
 # Where RouteLabels keeps the real path for RestorePath.
@@ -104,6 +107,10 @@ def find_routes(app: Any) -> list[BaseRoute] | None:
 @lru_cache(maxsize=8)
 def labelled(app: ASGIApp) -> ASGIApp:
     """`app` behind RouteLabels, once per app (uvicorn's protocol asks for each connection);
-    an app with no routes to label (a bare ASGI callable) as it is."""
+    an app whose routes cannot be found as it is, said in the log."""
     routes = find_routes(app)
-    return app if routes is None else RouteLabels(app, routes)
+    if routes is None:
+        log.error("no Starlette routes found inside %r: HTTP metrics keep the paths clients "
+                  "send as labels (service.route_labels)", app)
+        return app
+    return RouteLabels(app, routes)

@@ -5,7 +5,9 @@ exports ONNX with a dynamic batch axis, and checks that ONNX Runtime and PyTorch
 real photos before anything is saved. The stored model holds `model.onnx`,
 `weights.safetensors` and `convzoo.json` (the record every response's `weights` field is
 drawn from). Random weights are only ever stored when asked for, and are then marked
-`random-init` in that record.
+`random-init` in that record. A stored model whose files cannot be read (a damaged
+`model.yaml` or `convzoo.json`) is `broken`, with what is wrong said without filesystem paths,
+and does not hide the others.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from model_store.weights import sha256_of
 PRETRAINED = "pretrained"
 RANDOM_INIT = "random-init"
 MISSING = "missing"
+BROKEN = "broken"
 ONNX_OPSET = 17
 # fp32 ORT vs PyTorch on the same graph: differences stay far below this on logits.
 PARITY_TOLERANCE = 1e-3
@@ -37,6 +40,11 @@ PARITY_TOLERANCE = 1e-3
 
 class StoreError(RuntimeError):
     pass
+
+
+class BrokenStoreEntry(StoreError):
+    """A stored model that cannot be read. The message names the model and the damaged file,
+    never a filesystem path (it reaches clients); the cause, with the path, is chained."""
 
 
 def parity_images(spec: ModelSpec) -> list[Image.Image]:
@@ -156,7 +164,7 @@ class StoredModel:
     def __init__(self, bento_model):
         self.bento_model = bento_model
         self.path = Path(bento_model.path)
-        self.record: dict[str, Any] = json.loads((self.path / "convzoo.json").read_text())
+        self.record: dict[str, Any] = read_record(self.path, bento_model.tag.name)
 
     @property
     def tag(self) -> str:
@@ -175,26 +183,71 @@ class StoredModel:
         return self.path / "weights.safetensors"
 
 
+def read_record(folder: Path, name: str) -> dict[str, Any]:
+    """A stored model's convzoo.json, or BrokenStoreEntry saying what is wrong with it."""
+    try:
+        record = json.loads((folder / "convzoo.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BrokenStoreEntry(f"model {name}: {describe_store_error(exc, 'convzoo.json')}"
+                               ) from exc
+    if not isinstance(record, dict) or record.get("weights") not in (PRETRAINED, RANDOM_INIT):
+        raise BrokenStoreEntry(f"model {name}: convzoo.json has no valid 'weights' entry")
+    return record
+
+
+def describe_store_error(error: BaseException, file_name: str) -> str:
+    """What is wrong with a store file, without its path (YAML and OS errors carry it)."""
+    import yaml
+
+    if isinstance(error, json.JSONDecodeError):
+        return f"{file_name} is not valid JSON ({error.msg}, line {error.lineno})"
+    if isinstance(error, yaml.YAMLError):
+        mark = getattr(error, "problem_mark", None)
+        return f"{file_name} is not valid YAML" + (f" (line {mark.line + 1})" if mark else "")
+    if isinstance(error, OSError):
+        return f"{file_name} cannot be read ({error.strerror or type(error).__name__})"
+    return f"{file_name} cannot be read ({type(error).__name__})"
+
+
 def find(name: str) -> StoredModel | None:
+    """The latest stored version of `name`, None when there is none, or BrokenStoreEntry."""
     import bentoml
     from bentoml.exceptions import NotFound
 
     registry.get(name)  # unknown names fail loudly, not as "missing"
     try:
-        return StoredModel(bentoml.models.get(f"{name}:latest"))
+        bento_model = bentoml.models.get(f"{name}:latest")
     except NotFound:
         return None
+    except Exception as exc:  # BentoML reads model.yaml here
+        raise BrokenStoreEntry(f"model {name}: {describe_store_error(exc, 'model.yaml')}"
+                               ) from exc
+    return StoredModel(bento_model)
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """A registry model present in the store: its weights status, or BROKEN and why."""
+
+    status: str  # pretrained | random-init | broken
+    error: str | None = None
+
+
+def stored_entries() -> dict[str, StoreEntry]:
+    """Every registry model in the store, each read on its own (one damaged entry made
+    `bentoml.models.list()`, and so every listing, fail)."""
+    entries: dict[str, StoreEntry] = {}
+    for name in registry.all_specs():
+        try:
+            stored = find(name)
+        except BrokenStoreEntry as exc:
+            entries[name] = StoreEntry(BROKEN, str(exc))
+            continue
+        if stored is not None:
+            entries[name] = StoreEntry(stored.weights_status)
+    return entries
 
 
 def stored_status() -> dict[str, str]:
-    """Weight status of every stored variant: {name: pretrained | random-init}."""
-    import bentoml
-
-    latest: dict[str, Any] = {}
-    for model in bentoml.models.list():
-        name = model.tag.name
-        if name in registry.all_specs() and (
-            name not in latest or model.creation_time > latest[name].creation_time
-        ):
-            latest[name] = model
-    return {name: m.info.labels.get("weights", MISSING) for name, m in latest.items()}
+    """Weight status of every stored variant: {name: pretrained | random-init | broken}."""
+    return {name: entry.status for name, entry in stored_entries().items()}

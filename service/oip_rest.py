@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service import oip_codec as codec
-from service.core.errors import InvalidArgument, ServiceError
+from service.core.errors import InvalidArgument, ServiceError, client_message
 from service.core.inference import InferenceCore
 from service.rest import error_response, json_object, read_body
 
@@ -33,7 +33,7 @@ HEADER_LENGTH = "inference-header-content-length"
 def oip_error(error: ServiceError) -> JSONResponse:
     """REST's error response (status from the one table, Retry-After), with OIP's body."""
     response = error_response(error)
-    return JSONResponse({"error": error.message, "code": error.code},
+    return JSONResponse({"error": client_message(error.message), "code": error.code},
                         status_code=response.status_code,
                         headers={k: v for k, v in response.headers.items() if k == "retry-after"})
 
@@ -82,12 +82,7 @@ async def model_ready(request: Request, core: InferenceCore) -> Response:
 
 async def repository_index(request: Request, core: InferenceCore) -> Response:
     body = await read_body(request, core.config.body_limit_bytes)
-    try:
-        options = json.loads(body) if body.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"repository index request is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise InvalidArgument("repository index request must be a JSON object")
+    options = await json_object(body, "repository index request") if body.strip() else {}
     return JSONResponse(codec.repository_index(core, bool(options.get("ready", False))))
 
 
@@ -101,7 +96,7 @@ async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[
         body, binary = body[:int(header_length)], body[int(header_length):]
     else:
         binary = b""
-    return json_object(body, "inference request"), binary
+    return await json_object(body, "inference request"), binary
 
 
 async def infer(request: Request, core: InferenceCore) -> Response:

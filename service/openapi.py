@@ -114,9 +114,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 STATUS_TEXT = {200: "OK", 400: "Invalid request (or, for OIP readiness, not ready)",
                401: "Missing or invalid API key (when keys are configured)",
-               404: "No such model, or no weights for it", 413: "Body or image too large",
-               422: "No variant fits the budget", 503: "Overloaded (see Retry-After) or "
-               "model not ready", 504: "Deadline passed while queued"}
+               404: "No such model, or no weights for it",
+               408: "Request body not received within body_timeout_s",
+               413: "Body or image too large", 422: "No variant fits the budget",
+               503: "Overloaded, or request bodies in flight at their bound (see "
+               "Retry-After), or model not ready", 504: "Deadline passed while queued"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class Operation:
     oip: bool = False  # OIP error bodies
 
 
-_IMAGE_ERRORS = (400, 404, 413, 503, 504)
+_IMAGE_ERRORS = (400, 404, 408, 413, 503, 504)
 _CLASSIFY = ("model", "top_k", "timeout_s")
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -160,7 +162,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v2/health/ready", "OIP readiness (400 when not ready)", "Ready",
               errors=(400,), oip=True),
     Operation("post", "/v2/repository/index", "OIP model repository index",
-              "RepositoryIndex", "json", errors=(400, 413), oip=True),
+              "RepositoryIndex", "json", errors=(400, 408, 413, 503), oip=True),
     *(operation for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
       for operation in (
           Operation("get", prefix, "OIP model metadata", "ModelMetadata", errors=(404,),

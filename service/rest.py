@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import time
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.core.arguments import finite_number, parse_json_object
 from service.core.errors import (
     InvalidArgument,
     Overloaded,
@@ -36,6 +36,9 @@ from service.openapi import openapi_document
 log = logging.getLogger("convzoo.rest")
 
 IMAGE_FIELDS = ("image", "images")
+# Larger JSON bodies are parsed on a worker thread: the parser's number checks are Python
+# calls, where the event loop can take the GIL back (a big OIP tensor as JSON takes 100 ms+).
+JSON_THREAD_BYTES = 1 << 20
 
 
 class ParsedRequest:
@@ -80,25 +83,25 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody to answer; not a server error either
+        raise InvalidArgument("the client closed the connection before the end of its "
+                              "body") from None
     # Starlette's body() and form() read from `_body` once it is set: they see what we read.
     request._body = b"".join(chunks)
     return request._body
 
 
-def json_object(body: bytes, what: str) -> dict[str, Any]:
-    """`body` parsed as a JSON object, or a 400 saying what is wrong with `what`."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidArgument(f"{what} must be a JSON object")
-    return payload
+async def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """`body` parsed as a JSON object by the shared argument parser, or a 400 naming `what`."""
+    if len(body) < JSON_THREAD_BYTES:
+        return parse_json_object(body, what)
+    return await asyncio.to_thread(parse_json_object, body, what)
 
 
 async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
@@ -127,7 +130,7 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
         if not body:
             raise InvalidArgument("empty request body: send an image as a multipart 'image' "
                                   "field, base64 in JSON, or the raw image bytes")
-        payload = json_object(body, "body")
+        payload = await json_object(body, "body")
         for key, value in payload.items():
             if key == "image":
                 images.append(_b64(value, "image"))
@@ -182,10 +185,7 @@ def _deadline(parsed: ParsedRequest) -> float | None:
     timeout = parsed.get("timeout_s")
     if timeout is None:
         return None
-    try:
-        seconds = float(timeout)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"timeout_s must be a number, got {timeout!r}") from None
+    seconds = finite_number(timeout, "timeout_s")
     if seconds <= 0:
         raise InvalidArgument("timeout_s must be positive")
     return time.monotonic() + seconds

@@ -13,7 +13,9 @@ import logging
 
 import bentoml
 
+from service import http_guard
 from service.auth import ApiKeyMiddleware
+from service.body_budget import BodyBudgetMiddleware
 from service.core import metrics
 from service.core.config import load_config
 from service.core.inference import InferenceCore
@@ -21,10 +23,16 @@ from service.frontdoor import FrontDoor
 from service.grpc import GrpcServer
 from service.oip_rest import oip_routes
 from service.rest import create_app
+from service.route_labels import RestorePath
 from service.serve_command import check_metrics_dir_unshared, rest_ssl_options, serve_options
 from service.traffic import install as install_cancelling_timeout
 
 log = logging.getLogger("convzoo")
+
+# REST over TLS 1.2: forward-secret AEAD suites only. BentoML's default `ssl.ciphers` is
+# "TLSv1", OpenSSL's TLS 1.0-era CBC/SHA-1 suites (issue 14); TLS 1.3 has its own suites,
+# all AEAD. `bentoml serve --ssl-ciphers` still overrides it.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 rest_app = create_app(extra_routes=oip_routes())
 # In `bentoml serve`'s own process only, before it empties the metrics directory or logs its
@@ -41,7 +49,7 @@ def tracing_options(http_tracing: bool) -> dict:
 
 @bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300},
                  tracing=tracing_options(load_config().http_tracing),
-                 ssl=rest_ssl_options(_serve_options))
+                 ssl={"ciphers": TLS12_CIPHERS, **rest_ssl_options(_serve_options)})
 @bentoml.asgi_app(rest_app, path="/")
 class ConvZoo:
     def __init__(self) -> None:
@@ -74,10 +82,16 @@ class ConvZoo:
 
 
 # Outside our mounted app, so that BentoML's own routes (/docs.json, /schema.json, ...) are
-# guarded too; the middleware reads the configuration when the worker builds the app.
+# guarded too; the middlewares read the configuration when the worker builds the app. The
+# first added is the outermost: the real path back (after BentoML's metrics saw its route
+# template), then the key check, then the count of bodies in flight.
+ConvZoo.add_asgi_middleware(RestorePath)
 ConvZoo.add_asgi_middleware(ApiKeyMiddleware)
 # The page at / and its assets under /ui/, inside the key check (they are open paths).
 ConvZoo.add_asgi_middleware(FrontDoor)
+ConvZoo.add_asgi_middleware(BodyBudgetMiddleware)
 # Before the worker builds the app: BentoML's own timeout holds each request's memory for the
 # whole traffic timeout (see service/traffic.py).
 install_cancelling_timeout()
+# Before the worker builds uvicorn's Config: the request-head and connection limits.
+http_guard.install(load_config())

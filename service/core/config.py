@@ -136,6 +136,32 @@ class ServingConfig:
     # sampled (its default sample rate is 0): a quarter of the event loop's time per REST
     # request here. Turn this on together with BentoML's `tracing` (exporter, sample_rate).
     http_tracing: bool = False
+    # Hostile clients (docs/reliability.md, issue 14). A request head (request line and
+    # headers) longer than max_header_bytes is answered 431 and its connection closed; a head
+    # not complete within header_timeout_s, or a connection that sends nothing for as long, is
+    # closed. 64 KiB is four times Node's limit; 10 s lets a 64 kbit/s link send a full head.
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    # Open HTTP connections past this are answered 503 and closed: with max_header_bytes it
+    # bounds what partial request heads can hold (2048 x 64 KiB = 128 MiB).
+    max_connections: int = 2048
+    # A request body not received in full within this, from its first read, is answered 408
+    # and its connection closed (a stalled upload): 120 s carries a 64 MiB body at 5 Mbit/s.
+    body_timeout_s: float = 120.0
+    # Request body bytes held by all requests together; past it new bodies get 503 with
+    # Retry-After. None: four uploads of the largest size at once (4 x max_body_bytes), and
+    # never under 256 MiB, so that a small per-request limit does not refuse ordinary
+    # concurrency (a queue of 256 photos of 100 kB holds 25 MB).
+    max_body_bytes_in_flight: int | None = None
+    # A model load (file hashes, inference session, warm-up) that takes longer is reported
+    # NotReady; up to model_load_concurrency loads of different models run side by side.
+    model_load_timeout_s: float = 120.0
+    model_load_concurrency: int = 2
+
+    @property
+    def body_bytes_in_flight(self) -> int:
+        """The total bound on request bodies held at once (see max_body_bytes_in_flight)."""
+        return self.max_body_bytes_in_flight or max(4 * self.body_limit_bytes, 256 * 2**20)
 
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)

@@ -2,12 +2,29 @@
 
 Every error a client can cause is one of these, with a stable `code` and a message that says
 what is wrong. The REST adapter uses `HTTP_STATUS`, the gRPC adapter `GRPC_STATUS` (names of
-`grpc.StatusCode` members, so that the core does not import grpc).
+`grpc.StatusCode` members, so that the core does not import grpc). What reaches a client
+passes through `client_message`: bounded in size and always encodable.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# gRPC clients read a status message from HTTP/2 trailers of 8 KiB by default; past that they
+# report "Stream removed" instead of the reason (issue 14: the errors of 10,000 inputs made a
+# 90 KB message). 1 KiB of UTF-8 stays under 8 KiB even percent-encoded (grpc-message), and
+# keeps REST error bodies as short.
+MAX_CLIENT_MESSAGE_BYTES = 1024
+
+
+def client_message(text: str, limit: int = MAX_CLIENT_MESSAGE_BYTES) -> str:
+    """`text` as a client may see it: at most `limit` bytes of UTF-8 plus a count of what was
+    cut, with anything UTF-8 cannot encode (a lone surrogate from a client's JSON) escaped."""
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    head = data[:limit].decode("utf-8", "ignore")
+    return f"{head}... ({len(data) - len(head.encode())} more bytes)"
 
 
 class ServiceError(Exception):
@@ -19,7 +36,11 @@ class ServiceError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, **self.details}}
+        # Details can echo client input (a model name): bounded like the message.
+        details = {key: client_message(value) if isinstance(value, str) else value
+                   for key, value in self.details.items()}
+        return {"error": {"code": self.code, "message": client_message(self.message),
+                          **details}}
 
 
 class InvalidArgument(ServiceError):
@@ -71,6 +92,12 @@ class Unauthenticated(ServiceError):
     code = "unauthenticated"
 
 
+class RequestTimeout(ServiceError):
+    """The client did not send its request body in time (`body_timeout_s`)."""
+
+    code = "request_timeout"
+
+
 HTTP_STATUS: dict[type[ServiceError], int] = {
     InvalidArgument: 400,
     InvalidImage: 400,
@@ -82,6 +109,7 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     Overloaded: 503,
     NotReady: 503,
     DeadlineExceeded: 504,
+    RequestTimeout: 408,
     ServiceError: 500,
 }
 
@@ -96,6 +124,7 @@ GRPC_STATUS: dict[type[ServiceError], str] = {
     Overloaded: "RESOURCE_EXHAUSTED",
     NotReady: "UNAVAILABLE",
     DeadlineExceeded: "DEADLINE_EXCEEDED",
+    RequestTimeout: "DEADLINE_EXCEEDED",
     ServiceError: "INTERNAL",
 }
 

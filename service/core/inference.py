@@ -10,6 +10,7 @@ the same process, so batching and metrics are shared between them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import statistics
 import time
@@ -30,6 +31,7 @@ from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
 from service.core import gpu_decode, metrics
+from service.core.arguments import integer_argument
 from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher, BatchResult
 from service.core.config import ServingConfig, load_config, usable_cores
@@ -43,6 +45,7 @@ from service.core.errors import (
     ServiceError,
 )
 from service.core.layout import LayoutChoice, choose_layout
+from service.core.loading import LoadRunner
 from service.core.pipeline import ImagePipeline, Prepared
 from service.core.postprocess import softmax, top_k
 from service.core.selection import (
@@ -92,7 +95,11 @@ class InferenceCore:
         self.engines: dict[str, Engine] = {}
         self.load_errors: dict[str, str] = {}
         self._loading: dict[str, asyncio.Task] = {}
-        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        # Loads of different models run side by side, each bounded in time (a hung disk).
+        self._loads = LoadRunner(self.config.model_load_concurrency,
+                                 self.config.model_load_timeout_s)
+        # Selection's profiling runs, one at a time so that their timings do not compete.
+        self._profile_executor = ThreadPoolExecutor(1, thread_name_prefix="model-profile")
         # Decoding and preprocessing overlap with inference on threads of their own.
         self.pipeline = ImagePipeline(self.config)
         self.started = False
@@ -127,7 +134,7 @@ class InferenceCore:
             await engine.batcher.close()
         self.engines.clear()
         self.pipeline.close()
-        self._load_executor.shutdown(wait=False)
+        self._profile_executor.shutdown(wait=False)
 
     def spec(self, name: str) -> ModelSpec:
         try:
@@ -154,17 +161,19 @@ class InferenceCore:
                 self._loading.pop(name, None)
 
     async def _load(self, spec: ModelSpec) -> Engine:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            stored, backend, layout = await loop.run_in_executor(
-                self._load_executor, self._load_blocking, spec)
+            stored, backend, layout = await self._loads.run(
+                spec.name, functools.partial(self._load_blocking, spec))
         except ServiceError as exc:
             self.load_errors[spec.name] = exc.message
             metrics.MODEL_READY.labels(spec.name).set(0)
             raise
         except Exception as exc:  # a broken file must not take the service down
-            message = f"model {spec.name} failed to load: {type(exc).__name__}: {exc}"
+            # The details (often a file's path) go to the log only, not to clients.
+            log.error("model %s failed to load", spec.name, exc_info=exc)
+            message = (f"model {spec.name} failed to load ({type(exc).__name__}); see the "
+                       "server log")
             self.load_errors[spec.name] = message
             metrics.MODEL_READY.labels(spec.name).set(0)
             raise NotReady(message, model=spec.name) from None
@@ -191,7 +200,12 @@ class InferenceCore:
 
     def _load_blocking(self, spec: ModelSpec
                        ) -> tuple[store.StoredModel, Backend, LayoutChoice]:
-        stored = store.find(spec.name)
+        try:
+            stored = store.find(spec.name)
+        except store.BrokenStoreEntry as exc:  # the path stays in the log (the chained cause)
+            log.error("model %s: broken store entry", spec.name, exc_info=exc)
+            raise NotReady(f"{exc}; re-import it with `python -m model_store pull "
+                           f"{spec.name}`", model=spec.name) from None
         if stored is None:
             raise ModelNotFound(
                 f"model {spec.name} is in the registry but has no weights in the model store; "
@@ -285,12 +299,7 @@ class InferenceCore:
     # --- request path --------------------------------------------------------------------
 
     def check_top_k(self, value: Any) -> int:
-        try:
-            k = int(value)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"top_k must be an integer, got {value!r}") from None
-        if isinstance(value, float) and not float(value).is_integer():
-            raise InvalidArgument(f"top_k must be an integer, got {value!r}")
+        k = integer_argument(value, "top_k")
         if not 1 <= k <= self.config.max_top_k:
             raise InvalidArgument(f"top_k must be between 1 and {self.config.max_top_k}, got {k}")
         return k
@@ -414,21 +423,25 @@ class InferenceCore:
 
     # --- metadata ------------------------------------------------------------------------
 
-    def stored_statuses(self) -> dict[str, str]:
-        """Weight status of every stored variant, re-read from BentoML's store at most every
-        few seconds (listing the store parses every model's YAML: ~20 ms)."""
+    def stored_entries(self) -> dict[str, store.StoreEntry]:
+        """Every stored variant's weights status (or broken, and why), re-read from BentoML's
+        store at most every few seconds (reading it parses every stored model's model.yaml and
+        convzoo.json)."""
         now = time.monotonic()
         if self._stored_cache is None or now - self._stored_cache[0] > STORE_STATUS_TTL_S:
-            self._stored_cache = (now, store.stored_status())
+            self._stored_cache = (now, store.stored_entries())
         return self._stored_cache[1]
 
-    def model_info(self, name: str, stored_statuses: dict[str, str] | None = None
+    def stored_statuses(self) -> dict[str, str]:
+        return {name: entry.status for name, entry in self.stored_entries().items()}
+
+    def model_info(self, name: str, stored: dict[str, store.StoreEntry] | None = None
                    ) -> dict[str, Any]:
         spec = self.spec(name)
         engine = self.engines.get(name)
-        if stored_statuses is None:
-            stored_statuses = self.stored_statuses()
+        entry = (self.stored_entries() if stored is None else stored).get(name)
         published = spec.published
+        record = engine.stored.record if engine else {}
         return {
             "name": spec.name,
             "family": spec.family,
@@ -445,7 +458,9 @@ class InferenceCore:
             "published": None if published is None else {
                 "top1": published.top1, "top5": published.top5, "params_m": published.params_m,
                 "mult_adds_m": published.mult_adds_m, "source": published.source},
-            "weights": stored_statuses.get(name, store.MISSING),
+            "weights": entry.status if entry else store.MISSING,
+            # What is wrong with a broken store entry (no filesystem paths).
+            "store_error": entry.error if entry else None,
             "loaded": engine is not None,
             "ready": engine is not None,
             "load_error": self.load_errors.get(name),
@@ -454,14 +469,13 @@ class InferenceCore:
             "layout": engine.layout.to_dict() if engine else None,
             # asked vs got: device, providers, precision, I/O binding, and why if less
             "execution": engine.backend.execution.to_dict() if engine else None,
-            "computed": ({"params_m": engine.stored.record["params_m"],
-                          "mult_adds_m": engine.stored.record["mult_adds_m"]}
-                         if engine else None),
+            "computed": ({"params_m": record.get("params_m"),
+                          "mult_adds_m": record.get("mult_adds_m")} if engine else None),
         }
 
     def models(self) -> list[dict[str, Any]]:
-        statuses = self.stored_statuses()
-        return [self.model_info(name, statuses) for name in registry.all_specs()]
+        stored = self.stored_entries()
+        return [self.model_info(name, stored) for name in registry.all_specs()]
 
     # --- multi-crop and ensembles --------------------------------------------------------
 
@@ -612,7 +626,7 @@ class InferenceCore:
                 medians[size] = statistics.median(runs)
             return medians
 
-        medians = await asyncio.get_running_loop().run_in_executor(self._load_executor, run)
+        medians = await asyncio.get_running_loop().run_in_executor(self._profile_executor, run)
         for size, median_ms in medians.items():
             self.selector.service_time(engine.spec.name).record_profile(size, median_ms)
 

@@ -17,7 +17,7 @@ import grpc
 from clients._proto import grpc_predict_v2_pb2 as pb
 from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service import oip_codec as codec
-from service.core.errors import Overloaded, ServiceError, grpc_status_name
+from service.core.errors import Overloaded, ServiceError, client_message, grpc_status_name
 from service.core.inference import InferenceCore
 
 log = logging.getLogger("convzoo.grpc")
@@ -33,8 +33,8 @@ async def status_from_errors(context: grpc.aio.ServicerContext, rpc: str
         trailing = ()
         if isinstance(error, Overloaded):
             trailing = (("retry-after", str(max(1, round(error.retry_after_s)))),)
-        await context.abort(grpc.StatusCode[grpc_status_name(error)], error.message,
-                            trailing_metadata=trailing)
+        await context.abort(grpc.StatusCode[grpc_status_name(error)],
+                            client_message(error.message), trailing_metadata=trailing)
     except grpc.aio.AbortError:
         raise
     except Exception:

@@ -128,6 +128,12 @@ def test_requested_outputs_keep_their_order_without_duplicates():
     ("ensemble", "pixels", {"models": "a,b"}, [], InvalidArgument, "takes encoded images"),
     ("select", "image", {}, [], InvalidArgument, "needs the parameter 'family'"),
     ("lenet5", "image", {"top_k": True}, [], InvalidArgument, "top_k must be an integer"),
+    # gRPC double parameters can be infinite or NaN (issue 14: INTERNAL before).
+    ("lenet5", "image", {"top_k": float("inf")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"top_k": float("-inf")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"top_k": float("nan")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"crops": float("inf")}, [], InvalidArgument, "crops must be an int"),
+    ("ensemble", "image", {"crops": float("inf")}, [], InvalidArgument, "crops must be an"),
 ])
 def test_classify_call_refuses_what_the_signature_does_not_allow(model, inputs, parameters,
                                                                  outputs, error, message):
@@ -253,3 +259,27 @@ def test_json_response_binary_where_asked():
     assert labels["data"] == ["3", "8", "1", "7"] and "parameters" not in labels
     assert scores["parameters"] == {"binary_data_size": 16} and "data" not in scores
     np.testing.assert_allclose(np.frombuffer(data, "<f4"), [0.75, 0.25, 0.5, 0.375])
+
+
+@pytest.mark.parametrize("datatype, elements", [
+    ("UINT8", [10**30]), ("UINT8", [300]), ("UINT8", [-1]), ("INT8", [float("inf")]),
+    ("INT32", [2**40]), ("UINT64", [float("nan")]),
+])
+def test_elements_out_of_their_datatypes_range_are_invalid_arguments(datatype, elements):
+    # numpy raises OverflowError for these, which was a 500 / INTERNAL (issue 14).
+    with pytest.raises(InvalidArgument, match=f"data is not {datatype}"):
+        codec.tensor_from_elements("X", datatype, [len(elements)], elements)
+
+
+def test_thousands_of_inputs_are_refused_before_any_is_converted():
+    request = pb.ModelInferRequest(model_name="lenet5")
+    for i in range(10_000):
+        request.inputs.add(name=f"IN{i}", datatype="NOPE", shape=[1])  # never looked at
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_proto(request)
+    body = {"inputs": [{"name": f"IN{i}"} for i in range(10_000)]}
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_json(body, b"")
+    with pytest.raises(InvalidArgument, match="10000 outputs requested; the outputs are"):
+        codec.classify_call(FakeCore(), "lenet5", "", [image_tensor(b"a")], {},
+                            [f"OUT{i}" for i in range(10_000)])

@@ -16,6 +16,7 @@ from clients._proto import grpc_predict_v2_pb2 as pb
 from service.core.errors import (
     GRPC_STATUS,
     DeadlineExceeded,
+    InvalidArgument,
     InvalidImage,
     ModelNotFound,
     NotReady,
@@ -95,6 +96,19 @@ async def test_domain_errors_end_the_rpc_with_the_tables_code(error, code):
     assert context.code == code
     assert context.details == error.message
     assert "retry-after" not in context.trailing
+
+
+async def test_a_long_error_message_is_cut_to_what_clients_read():
+    # Issue 14: the errors of 10,000 inputs made a 90 KB status message; clients, reading
+    # 8 KiB of trailers, saw "Stream removed" instead.
+    long = InvalidArgument("unknown input(s) [" + ", ".join(f"'IN{i}'" for i in range(10_000))
+                           + "]")
+    context = FakeContext()
+    with pytest.raises(Aborted):
+        await OipServicer(FakeCore(long)).ModelInfer(infer_request(), context)
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert context.details.startswith("unknown input(s) ['IN0', 'IN1', ")
+    assert len(context.details.encode()) < 1100 and context.details.endswith("more bytes)")
 
 
 async def test_overload_is_resource_exhausted_with_retry_after():

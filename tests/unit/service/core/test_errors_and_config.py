@@ -125,3 +125,15 @@ def test_hostile_client_limits_have_defaults_and_derive_the_body_budget(tmp_path
     assert load_config(tmp_path / "none.yaml", max_body_bytes_in_flight=1000
                        ).body_bytes_in_flight == 1000
     assert config.model_load_timeout_s > 0 and config.model_load_concurrency >= 2
+
+
+@pytest.mark.parametrize("content, cores", [("max 100000", None), ("200000 100000", 2),
+                                            ("150000 100000", 2), ("50000 100000", 1),
+                                            ("garbage", None)])
+def test_a_cgroup_cpu_quota_bounds_the_usable_cores(tmp_path, content, cores):
+    from service.core.config import cpu_quota_cores
+
+    path = tmp_path / "cpu.max"
+    path.write_text(content + "\n")
+    assert cpu_quota_cores(path) == cores
+    assert cpu_quota_cores(tmp_path / "missing") is None

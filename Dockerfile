@@ -24,6 +24,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY model_store ./model_store
 COPY service ./service
+COPY contract ./contract
 COPY clients ./clients
 COPY tools ./tools
 # Editable, so that service/config.yaml (not package data) stays where the code finds it.

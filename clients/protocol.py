@@ -19,10 +19,11 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.errors import ConvZooError
 from clients.images import shrink_for_model
 from clients.results import ClassifyResult, DecodeNeeds, ModelInfo, Prediction
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract.oip import parameter_value, set_parameter
 
 T = TypeVar("T")
 
@@ -103,21 +104,6 @@ class RestProtocol:
 
 # --- gRPC (Open Inference Protocol) ------------------------------------------------------
 
-def set_parameter(target: Any, key: str, value: Any) -> None:
-    """A Python value into an OIP InferParameter map entry (lists as comma-separated text).
-    The service's codec writes its response parameters with it too."""
-    if isinstance(value, bool):
-        target[key].bool_param = value
-    elif isinstance(value, int):
-        target[key].int64_param = value
-    elif isinstance(value, float):
-        target[key].double_param = value
-    elif isinstance(value, (list, tuple)):
-        target[key].string_param = ",".join(str(v) for v in value)
-    else:
-        target[key].string_param = str(value)
-
-
 def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
                   ) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model or "")
@@ -127,11 +113,6 @@ def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
         if value is not None:
             set_parameter(request.parameters, key, value)
     return request
-
-
-def _parameter(value: Any) -> Any:
-    choice = value.WhichOneof("parameter_choice")
-    return getattr(value, choice) if choice else None
 
 
 def results_from_infer(response: pb.ModelInferResponse) -> list[ClassifyResult]:
@@ -148,7 +129,7 @@ def results_from_infer(response: pb.ModelInferResponse) -> list[ClassifyResult]:
     if not len(scores) == len(indices) == len(labels) == rows * k:
         raise ConvZooError(f"ModelInfer response has {len(scores)} scores, {len(indices)} "
                            f"indices and {len(labels)} labels for shape [{rows}, {k}]")
-    parameters = {key: _parameter(value) for key, value in response.parameters.items()}
+    parameters = {key: parameter_value(value) for key, value in response.parameters.items()}
     timing = {key.split(".", 1)[1]: value for key, value in parameters.items()
               if key.startswith("timing_ms.")}
     details = {key: value for key, value in parameters.items()

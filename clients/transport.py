@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import httpx
 
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.errors import (
     ConvZooError,
     DeadlineExceededError,
@@ -28,6 +27,7 @@ from clients.errors import (
     from_http,
 )
 from clients.protocol import GrpcCall, Operation, RestCall, T
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 MAX_ATTEMPTS_LIMIT = 10
 

@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import grpc
 import psutil
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.config import ServingConfig, load_config
 from service.soak import worker_process
 

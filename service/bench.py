@@ -142,8 +142,8 @@ async def _grpc_load(target: str, model: str, body: bytes, concurrency: int, sec
                      ) -> tuple[int, int]:
     import grpc
 
-    from clients._proto import grpc_predict_v2_pb2 as pb
-    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from contract._proto import grpc_predict_v2_pb2 as pb
+    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
     from service.oip_codec import encode_bytes_elements
 
     request = pb.ModelInferRequest(

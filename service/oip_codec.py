@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients.protocol import set_parameter
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract.oip import set_parameter
 from model_store import store
 from service.core.arguments import integer_argument
 from service.core.crops import decode_sides

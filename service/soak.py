@@ -121,8 +121,8 @@ async def _load(http_url: str, grpc_target: str, seconds: float, concurrency: in
     import grpc
     import httpx
 
-    from clients._proto import grpc_predict_v2_pb2 as pb
-    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from contract._proto import grpc_predict_v2_pb2 as pb
+    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
     photo, digits = _images()
 

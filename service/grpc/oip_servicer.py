@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service import oip_codec as codec
 from service.core.errors import Overloaded, ServiceError, client_message, grpc_status_name
 from service.core.inference import InferenceCore

@@ -19,8 +19,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.auth import ApiKeys
 from service.core.config import ServingConfig
 from service.core.inference import InferenceCore

@@ -110,8 +110,8 @@ async def test_each_endpoint_decodes_at_the_side_it_needs(monkeypatch, tmp_path)
 def test_model_info_and_metadata_say_what_each_scheme_decodes_for(http, server):
     import grpc
 
-    from clients._proto import grpc_predict_v2_pb2 as pb
-    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from contract._proto import grpc_predict_v2_pb2 as pb
+    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
     sides = http.get("/models/efficientnet_lite0").json()["input"]["decode_sides"]
     assert sides == {"1": 256, "5": 256, "10": 256, "144": 352}

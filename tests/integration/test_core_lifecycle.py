@@ -14,8 +14,8 @@ import grpc
 import httpx
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.config import load_config, usable_cores
 from service.core.inference import InferenceCore
 from tests.integration.conftest import ROOT, start_server, stop_server

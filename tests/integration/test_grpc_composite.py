@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from clients import ConvZooClient
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.protocol import infer_request
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 CAT_CLASSES = set(range(281, 286))
 

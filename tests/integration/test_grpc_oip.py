@@ -16,8 +16,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_store import registry, store
 from model_store.transforms import preprocess
 from service.core.config import load_config

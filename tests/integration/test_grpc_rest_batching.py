@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import (
     DEFAULT_TEST_CONFIG,
     LiveServer,

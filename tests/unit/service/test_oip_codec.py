@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2 as pb
 from service import oip_codec as codec
 from service.core.errors import InvalidArgument, ModelNotFound
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import grpc
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2 as pb
 from service.core.errors import (
     GRPC_STATUS,
     DeadlineExceeded,
@@ -156,7 +156,7 @@ async def test_model_metadata_of_an_unknown_model_is_not_found():
 
 
 def test_every_rpc_of_the_service_is_ours_not_the_generated_stub():
-    # The generated base servicer (clients/_proto/grpc_predict_v2_pb2_grpc.py, grpc_tools
+    # The generated base servicer (contract/_proto/grpc_predict_v2_pb2_grpc.py, grpc_tools
     # output) answers UNIMPLEMENTED; no RPC of the service may fall through to it.
     methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
     assert methods

@@ -34,8 +34,8 @@ test: models
 # PNG, and a flood of 12 MP photos with a thumbnail alongside (docs/benchmarks.md).
 # BENCH_PHOTOS_ARGS="--server-root PATH" serves another checkout for "before" figures.
 bench: models
-	$(BIN)/python -m service.bench $(BENCH_ARGS)
-	$(BIN)/python -m service.bench_photos $(BENCH_PHOTOS_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench_photos $(BENCH_PHOTOS_ARGS)
 
 # The GPU benchmark (docs/gpu.md): CPU, CUDA fp32/fp16, TensorRT fp16, served REST/gRPC, GPU
 # utilisation, nvJPEG; one JSON + Markdown report in .bentoml-bench/gpu-report/. Its own
@@ -46,13 +46,13 @@ bench: models
 BENCH_GPU_ARGS ?=
 BENCH_GPU_TIMEOUT ?= 480
 bench-gpu: models
-	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m service.bench_gpu $(BENCH_GPU_ARGS)
+	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m tools.bench_gpu $(BENCH_GPU_ARGS)
 
 # ConvZoo against TorchServe, Triton (PyTriton), LitServe and plain BentoML serving the same
 # ONNX model; each peer's virtual environment (.venv-peers/) is made on first use.
 # BENCH_PEERS_ARGS: e.g. --rounds 1 --seconds 5, or --convzoo-root ../older-checkout.
 bench-peers: models
-	$(BIN)/python -m service.bench_peers --install $(BENCH_PEERS_ARGS)
+	$(BIN)/python -m tools.bench_peers --install $(BENCH_PEERS_ARGS)
 
 # Locust against a running server (`make serve` in another shell), headless and bounded, then
 # the SLO check: no failed request, aggregated p95 under CONVZOO_SLO_P95_MS (default 1000).

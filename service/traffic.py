@@ -3,7 +3,7 @@
 BentoML 1.4 wraps every HTTP request in `TimeoutMiddleware`, which schedules a timer of
 `traffic.timeout` seconds (300 here) and never cancels it. A timer keeps the request's context
 alive: its OpenTelemetry span, futures, about 5 kB. So the worker's memory grew by request rate
-x timeout x 5 kB before levelling off (found by `service.soak`: +27 MB/min under REST alone at
+x timeout x 5 kB before levelling off (found by `tools.soak`: +27 MB/min under REST alone at
 86 requests/s on 2 cores, while gRPC, which does not pass through it, stayed flat; see
 docs/reliability.md). This module's middleware is the same timeout with the timer cancelled
 as soon as the request ends; it also stops waiting when the app fails before answering,

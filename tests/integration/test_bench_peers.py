@@ -12,8 +12,8 @@ import socket
 import pytest
 import yaml
 
-from service.bench_peers import cli
-from service.launch import ROOT
+from tools.bench_peers import cli
+from tools.launch import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,19 +11,18 @@ there is no labelled data offline, so `--photos` instead measures agreement on s
 photos: N-crop against 1-crop, or an ensemble against its members, and the top-1 confidence
 of each.
 
-    python -m service.evaluate --digits-holdout /tmp/digits
-    python -m service.evaluate /tmp/digits --model lenet5 --crops 10
-    python -m service.evaluate --digits-table
-    python -m service.evaluate DIR --ensemble efficientnet_lite0,efficientnet_lite1 --method mean
-    python -m service.evaluate --photos --model efficientnet_lite0 --crops 10
-    python -m service.evaluate --photos --ensemble lite-trio
+    python -m tools.evaluate --digits-holdout /tmp/digits
+    python -m tools.evaluate /tmp/digits --model lenet5 --crops 10
+    python -m tools.evaluate --digits-table
+    python -m tools.evaluate DIR --ensemble efficientnet_lite0,efficientnet_lite1 --method mean
+    python -m tools.evaluate --photos --model efficientnet_lite0 --crops 10
+    python -m tools.evaluate --photos --ensemble lite-trio
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from tools import photos as bundled
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # scikit-image's real photographs (not its synthetic or binary images).
@@ -178,15 +179,7 @@ async def accuracy(core: Any, setting: Setting, samples: list[tuple[Path, int]],
 
 
 def photo(name: str) -> bytes:
-    from PIL import Image
-    from skimage import data
-
-    pixels = getattr(data, name)()
-    if isinstance(pixels, tuple):  # stereo_motorcycle: (left, right, disparity)
-        pixels = pixels[0]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
+    return bundled.encode(bundled.photo(name), "PNG")
 
 
 async def photo_agreement(core: Any, setting: Setting) -> list[dict[str, Any]]:
@@ -272,7 +265,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", type=Path, help="ImageFolder root: ROOT/<class>/*")
     parser.add_argument("--model", default="lenet5")

@@ -1,4 +1,4 @@
-"""A bounded soak: `python -m service.soak --minutes N` (the test suite runs a short one).
+"""A bounded soak: `python -m tools.soak --minutes N` (the test suite runs a short one).
 
 It starts a real server (`bentoml serve`, as the integration tests start one: free loopback
 ports, a BentoML home of its own sharing the model store), then for N minutes keeps a few
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import statistics
@@ -101,19 +100,12 @@ class SoakResult:
 
 def _images() -> tuple[bytes, list[bytes]]:
     """A JPEG photo (scikit-image's chelsea) and a few digit PNGs (scikit-learn's digits)."""
-    from PIL import Image
-    from skimage import data
-
     from model_store.training.lenet5 import digits_as_images
-
-    def encode(image: Image.Image, fmt: str) -> bytes:
-        buffer = io.BytesIO()
-        image.save(buffer, fmt)
-        return buffer.getvalue()
+    from tools import photos
 
     digits, _ = digits_as_images()
-    return (encode(Image.fromarray(data.chelsea()), "JPEG"),
-            [encode(digits[i], "PNG") for i in range(4)])
+    return (photos.jpeg("chelsea", quality=75),  # PIL's default quality
+            [photos.encode(digits[i], "PNG") for i in range(4)])
 
 
 async def _load(http_url: str, grpc_target: str, seconds: float, concurrency: int,
@@ -225,7 +217,7 @@ async def soak_server(http_url: str, grpc_target: str, serve_pid: int, seconds: 
 def run_soak(minutes: float, concurrency: int = 4, sample_s: float = 3.0,
              workdir: Path | None = None, only: tuple[str, ...] = ()) -> SoakResult:
     """Start a server of the soak's own, soak it, stop it."""
-    from service.launch import start_server, stop_server
+    from tools.launch import start_server, stop_server
 
     with tempfile.TemporaryDirectory(prefix="convzoo-soak-") as scratch:
         server = start_server(workdir or Path(scratch), SOAK_CONFIG)

@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from service.bench import BENCH_HOME, ROOT, _CpuMeter, _grpc_load, _KeptAliveClient, _rest_load
+from tools.bench import BENCH_HOME, ROOT, _CpuMeter, _KeptAliveClient, grpc_round, rest_round
 
 MODEL = "efficientnet_lite0"
 
@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     import os
 
     from model_store import registry
-    from service.bench import ensure_models
-    from service.launch import start_server, stop_server
+    from tools.bench import ensure_models
+    from tools.launch import start_server, stop_server
 
     ensure_models([MODEL], args.home)
     os.environ["BENTOML_HOME"] = str(args.home)
@@ -196,15 +196,13 @@ def run(args: argparse.Namespace) -> dict:
         for _ in range(args.rounds):
             for name, (data, kind) in files.items():
                 for protocol in ("rest", "grpc"):
-                    load = (_rest_load(url, data, args.concurrency, args.seconds, kind)
-                            if protocol == "rest" else
-                            _grpc_load(server.grpc_target, MODEL, data, args.concurrency,
-                                       args.seconds))
                     with cpu[name].measuring() as meter:
-                        started = time.perf_counter()
-                        ok, failed = asyncio.run(load)
-                        rate = ok / (time.perf_counter() - started)
-                        meter.images = ok
+                        rate, failed = (
+                            rest_round(url, data, args.concurrency, args.seconds, kind)
+                            if protocol == "rest" else
+                            grpc_round(server.grpc_target, MODEL, data, args.concurrency,
+                                       args.seconds))
+                        meter.images = rate * args.seconds
                     rates[name][protocol].append(rate)
                     report["photos"][name].setdefault("failed", 0)
                     report["photos"][name]["failed"] += failed

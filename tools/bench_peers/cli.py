@@ -1,5 +1,5 @@
 """`make bench-peers`: ConvZoo against the serving systems users would pick instead, on the
-photos users send. See service/bench_peers/__init__.py for the method.
+photos users send. See tools/bench_peers/__init__.py for the method.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from service import launch
-from service.bench_peers import report as reports
-from service.bench_peers.load import PreparedRequest, run_round
-from service.bench_peers.peers import PEERS, PeerServer, PeerSettings
-from service.bench_peers.photos import PHOTO_SIZES, Photo, make_photo
-from service.bench_peers.systems import MODEL, ConvZoo, System
+from tools.bench_peers import report as reports
+from tools.bench_peers.peers import PEERS, PeerServer, PeerSettings
+from tools.bench_peers.photos import PHOTO_SIZES, Photo, make_photo
+from tools.bench_peers.systems import MODEL, ConvZoo, System
+from tools.load import PreparedRequest, run_round
 
 VENV_ROOT = launch.ROOT / ".venv-peers"
 
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from service.core.config import BatchingConfig, usable_cores
 
     defaults = BatchingConfig()
-    parser = argparse.ArgumentParser(prog="python -m service.bench_peers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_peers", description=__doc__)
     parser.add_argument("--peers", default=",".join(PEERS),
                         help=f"comma-separated, from {', '.join(PEERS)} (default: all)")
     parser.add_argument("--photos", default=",".join(PHOTO_SIZES),

@@ -13,7 +13,7 @@ package measures that:
   batching it offers, at ConvZoo's default largest batch and wait;
 - ConvZoo as `make serve` runs it, on its default configuration;
 - before any load, each system's top-1 label for each photo, checked against ConvZoo's;
-- one aiohttp load generator for all (load.py), N concurrent clients for a fixed time per
+- one aiohttp load generator for all (tools/load.py), N concurrent clients for a fixed time per
   round, rounds alternating between systems (this machine's speed drifts), medians and
   spread reported, with ConvZoo's throughput over each peer's (report.py).
 """

@@ -1,7 +1,7 @@
 """The systems under load: what each one is, how it starts and stops, how a request to it is
 encoded, and how the top-1 label is read from its answer.
 
-ConvZoo runs as `make serve` runs it (service.launch.start_server); the peers (peers.py) are
+ConvZoo runs as `make serve` runs it (tools.launch.start_server); the peers (peers.py) are
 subprocesses in their own virtual environments. All listen on free 127.0.0.1 ports.
 
 While one system is measured the others are paused (SIGSTOP to every process of theirs),
@@ -26,9 +26,9 @@ import httpx
 import psutil
 
 from service import launch
-from service.bench_peers.load import PreparedRequest
-from service.bench_peers.photos import Photo
-from service.bench_peers.venvs import onnxruntime_version
+from tools.bench_peers.photos import Photo
+from tools.bench_peers.venvs import onnxruntime_version
+from tools.load import PreparedRequest
 
 READY_TIMEOUT_S = 300.0
 MODEL = "efficientnet_lite0"

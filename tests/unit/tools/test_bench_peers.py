@@ -18,13 +18,13 @@ import pytest
 from PIL import Image
 
 from service import launch
-from service.bench_peers import report
-from service.bench_peers.load import PreparedRequest, run_round
-from service.bench_peers.peers import PeerSettings, PyTritonPeer, multipart
-from service.bench_peers.photos import make_photo
-from service.bench_peers.systems import System
-from service.bench_peers.venvs import REQUIREMENTS_FILE, PeerEnvironment
 from service.oip_codec import decode_bytes_elements
+from tools.bench_peers import report
+from tools.bench_peers.peers import PeerSettings, PyTritonPeer, multipart
+from tools.bench_peers.photos import make_photo
+from tools.bench_peers.systems import System
+from tools.bench_peers.venvs import REQUIREMENTS_FILE, PeerEnvironment
+from tools.load import PreparedRequest, run_round
 
 SETTINGS = PeerSettings(workers=2, threads=1, max_batch_size=16, batch_delay_ms=0)
 

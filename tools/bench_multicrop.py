@@ -7,29 +7,25 @@ whole path (decode, crops, batcher, ONNX Runtime, averaging) with nothing else c
 The 10-crop request's crops run as one batch, so its cost is one bigger batch, not ten
 requests.
 
-    python -m service.bench_multicrop [--model efficientnet_lite0] [--n 20] [--schemes 1,10]
+    python -m tools.bench_multicrop [--model efficientnet_lite0] [--n 20] [--schemes 1,10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import sys
 import time
 from typing import Any
 
+from tools import photos
+
 WARM_UP = 3
 
 
 def chelsea_jpeg() -> bytes:
-    from PIL import Image
-    from skimage import data
-
-    buffer = io.BytesIO()
-    Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
+    return photos.jpeg("chelsea", quality=95)
 
 
 async def measure(core: Any, model: str, image: bytes, crops: int, n: int
@@ -61,7 +57,7 @@ async def bench(model: str, schemes: list[int], n: int) -> dict[int, dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench_multicrop",
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_multicrop",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")

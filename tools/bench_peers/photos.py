@@ -3,14 +3,15 @@ users send, from a web thumbnail to a 12 MP camera JPEG, and a large PNG.
 
 Larger sizes are the photo upscaled (bicubic) to a camera's 4:3 frame, with a sensor's grain
 added (Gaussian, sigma 3 of 255, seeded) and saved as a camera would (JPEG quality 90): an
-upscaled photo alone is smoother than any camera's and compresses to half a real file's size
-(824 KB at 12 MP, against 1.56 MB with the grain), and decoding time follows the file's size.
+upscaled photo alone is smoother than any camera's and compresses to half a real file's size,
+and decoding time follows the file's size. The photos themselves come from `tools.photos`.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
+
+from tools import photos
 
 # name: (width, height, format); None keeps chelsea's own 451x300.
 PHOTO_SIZES: dict[str, tuple[int, int, str] | None] = {
@@ -46,20 +47,14 @@ class Photo:
 
 
 def make_photo(name: str) -> Photo:
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
     if name not in PHOTO_SIZES:
         raise ValueError(f"unknown photo {name!r}; choose from {', '.join(PHOTO_SIZES)}")
-    image = Image.fromarray(data.chelsea())
     size = PHOTO_SIZES[name]
     fmt = "JPEG"
-    if size is not None:
+    if size is None:
+        image = photos.photo("chelsea")
+    else:
         width, height, fmt = size
-        pixels = np.asarray(image.resize((width, height), Image.Resampling.BICUBIC), np.float32)
-        grain = np.random.default_rng(0).normal(0.0, GRAIN_SIGMA, pixels.shape)
-        image = Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return Photo(name, buffer.getvalue(), fmt, image.width, image.height)
+        image = photos.framed("chelsea", width, height, GRAIN_SIGMA)
+    data = photos.encode(image, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return Photo(name, data, fmt, image.width, image.height)

@@ -7,8 +7,8 @@ ones that can actually be created, torchvision's CUDA for nvJPEG), then measures
   at each batch size, for CPU fp32, CUDA fp32, CUDA fp16 and TensorRT fp16 (engines cached
   in the model's folder, profile 1..the largest batch size; a cold build counts as load time);
 - fp16 parity on the GPU: CUDA fp16 against CUDA fp32 on scikit-image's photos;
-- served: a real server (`service.launch.start_server`) with the best configuration that
-  ran, saturated over REST and over gRPC by `service.bench`'s load generators in several
+- served: a real server (`tools.launch.start_server`) with the best configuration that
+  ran, saturated over REST and over gRPC by `tools.bench`'s load generators in several
   processes; the served/raw ratio (raw: that configuration's best batch size), and the GPU's
   utilisation under that load, sampled through NVML in a thread;
 - decode: a request's JPEGs to model input, on all CPU cores against nvJPEG
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import multiprocessing
 import platform
@@ -169,10 +168,10 @@ def raw_rows(name: str, batch_sizes: list[int], seconds: float, budget: Budget,
 
 def _load(protocol: str, target: str, model: str, body: bytes, concurrency: int,
           seconds: float) -> tuple[float, int]:
-    """One load process: `service.bench`'s generator for one protocol, (images/s, failed)."""
+    """One load process: `tools.load`'s generator for one protocol, (images/s, failed)."""
     if protocol == "rest":
-        return bench._timed(bench._rest_load(target, body, concurrency, seconds))
-    return bench._timed(bench._grpc_load(target, model, body, concurrency, seconds))
+        return bench.rest_round(target, body, concurrency, seconds)
+    return bench.grpc_round(target, model, body, concurrency, seconds)
 
 
 def _ready(_: int) -> bool:
@@ -220,7 +219,7 @@ def served_rows(name: str, raw: dict[str, dict[str, Any]], args: argparse.Namesp
     import httpx
 
     from model_store import registry
-    from service.launch import start_server, stop_server
+    from tools.launch import start_server, stop_server
 
     chosen = next((row for row in RAW_ROWS if row in raw), None)
     needed = 2 * args.rounds * args.served_seconds + 30
@@ -281,18 +280,11 @@ def served_rows(name: str, raw: dict[str, dict[str, Any]], args: argparse.Namesp
 
 def photos() -> dict[str, bytes]:
     """The small photo (scikit-image's chelsea, 451x300) and a 12 MP one made from it."""
-    from PIL import Image
-    from skimage import data
+    from tools import photos as bundled
 
-    small = Image.fromarray(data.chelsea())
-    encoded = {}
-    for label, image in (("small 451x300", small),
-                         ("12 MP 4000x3000", small.resize(LARGE_PHOTO_SIZE,
-                                                          Image.Resampling.BICUBIC))):
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        encoded[label] = buffer.getvalue()
-    return encoded
+    return {"small 451x300": bundled.jpeg("chelsea", quality=90),
+            "12 MP 4000x3000": bundled.encode(bundled.framed("chelsea", *LARGE_PHOTO_SIZE,
+                                                             grain=0), "JPEG", quality=90)}
 
 
 def _rate(work, images_per_call: int, seconds: float) -> float:

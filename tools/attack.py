@@ -1,8 +1,8 @@
 """The hostile-client catalogue of issue 14, run against a live server on loopback.
 
-    python -m service.attack                        # starts a server of its own (LeNet-5)
-    python -m service.attack --only header_bomb metric_flood
-    python -m service.attack --url http://127.0.0.1:3000 --grpc 127.0.0.1:3001 [--pid PID]
+    python -m tools.attack                        # starts a server of its own (LeNet-5)
+    python -m tools.attack --only header_bomb metric_flood
+    python -m tools.attack --url http://127.0.0.1:3000 --grpc 127.0.0.1:3001 [--pid PID]
 
 Each attack runs from one client while a prober times /readyz (a new connection each time, as
 a kubelet probes) and gRPC ServerLive every 25 ms, and the worker's resident memory is sampled.
@@ -40,7 +40,7 @@ import psutil
 from contract._proto import grpc_predict_v2_pb2 as pb
 from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.config import ServingConfig, load_config
-from service.soak import worker_process
+from tools.soak import worker_process
 
 MiB = 1 << 20
 PROBE_INTERVAL_S = 0.025
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _with_own_server(names: list[str], seconds: float) -> list[Outcome]:
-    from service.launch import start_server, stop_server
+    from tools.launch import start_server, stop_server
 
     os.environ.setdefault("BENTOML_HOME", str(Path(__file__).resolve().parent.parent /
                                               ".bentoml"))

@@ -12,20 +12,21 @@ the refusal would. Prints the choice distribution and latencies per load level a
 plot of choice against offered load, and the family's frontier plot as the live core sees it
 when unloaded.
 
-    python -m service.bench_selection [--budget-ms MS] [--levels 0,2,4,8,16] [--probes 30]
+    python -m tools.bench_selection [--budget-ms MS] [--levels 0,2,4,8,16] [--probes 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from tools import photos
 
 FAMILY = "efficientnet_lite"
 VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -44,12 +45,7 @@ BUDGET_FACTOR = 3.0
 
 
 def chelsea_jpeg() -> bytes:
-    from PIL import Image
-    from skimage import data
-
-    buffer = io.BytesIO()
-    Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
+    return photos.jpeg("chelsea", quality=95)
 
 
 async def background_client(core: Any, image: bytes, budget_ms: float, stop: asyncio.Event,
@@ -179,7 +175,7 @@ def _ms(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench_selection",
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_selection",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-ms", type=float, default=None,

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 REQUIREMENTS_FILE = "convzoo-requirements.txt"
-HOW_TO_CREATE = ("create it with `make bench-peers`, or `python -m service.bench_peers --install`"
+HOW_TO_CREATE = ("create it with `make bench-peers`, or `python -m tools.bench_peers --install`"
                  " (it installs from the package registry)")
 
 

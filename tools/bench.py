@@ -22,10 +22,8 @@ benchmark's own, `.bentoml-bench`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import http.client
-import io
 import json
 import os
 import platform
@@ -38,6 +36,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from tools import photos
+from tools.load import PreparedRequest, image_infer_request, run_grpc_round, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_HOME = ROOT / ".bentoml-bench"
@@ -61,15 +62,7 @@ def ensure_models(models: list[str], home: Path) -> None:
 
 def photo_jpeg(size: int) -> bytes:
     """scikit-image's chelsea resized so its shorter side is `size`, as JPEG."""
-    from PIL import Image
-    from skimage import data
-
-    image = Image.fromarray(data.chelsea())
-    scale = size / min(image.size)
-    image = image.resize((round(image.width * scale), round(image.height * scale)))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return photos.jpeg("chelsea", quality=90, shorter_side=size)
 
 
 class RawModel:
@@ -116,62 +109,19 @@ class RawModel:
         return preprocess(decode_image(jpeg), self.spec.input)[None]
 
 
-async def _rest_load(url: str, body: bytes, concurrency: int, seconds: float,
-                     content_type: str = "image/jpeg") -> tuple[int, int]:
-    import aiohttp
-
-    ok = failed = 0
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def worker() -> None:
-            nonlocal ok, failed
-            while time.perf_counter() < deadline:
-                async with session.post(url, data=body,
-                                        headers={"content-type": content_type}) as response:
-                    await response.read()
-                    if response.status == 200:
-                        ok += 1
-                    else:
-                        failed += 1
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed
+def rest_round(url: str, body: bytes, concurrency: int, seconds: float,
+               content_type: str = "image/jpeg") -> tuple[float, int]:
+    """One round of `tools.load` on a REST route: (images/s, failed requests)."""
+    result = run_round(PreparedRequest(url, body, {"content-type": content_type}),
+                       concurrency, seconds)
+    return result.images_per_s, result.errors
 
 
-async def _grpc_load(target: str, model: str, body: bytes, concurrency: int, seconds: float
-                     ) -> tuple[int, int]:
-    import grpc
-
-    from contract._proto import grpc_predict_v2_pb2 as pb
-    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-    from service.oip_codec import encode_bytes_elements
-
-    request = pb.ModelInferRequest(
-        model_name=model,
-        inputs=[pb.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES",
-                                                      shape=[1])],
-        raw_input_contents=[encode_bytes_elements([body])])
-    ok = failed = 0
-    deadline = time.perf_counter() + seconds
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-
-        async def worker() -> None:
-            nonlocal ok, failed
-            while time.perf_counter() < deadline:
-                try:
-                    await stub.ModelInfer(request, timeout=60)
-                    ok += 1
-                except grpc.aio.AioRpcError:
-                    failed += 1
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed
-
-
-def _timed(load) -> tuple[float, int]:
-    started = time.perf_counter()
-    ok, failed = asyncio.run(load)
-    return ok / (time.perf_counter() - started), failed
+def grpc_round(target: str, model: str, body: bytes, concurrency: int, seconds: float
+               ) -> tuple[float, int]:
+    """One round of `tools.load` on OIP ModelInfer: (images/s, failed requests)."""
+    result = run_grpc_round(target, image_infer_request(model, body), concurrency, seconds)
+    return result.images_per_s, result.errors
 
 
 class _KeptAliveClient:
@@ -218,7 +168,7 @@ def single_latency(raw: RawModel, url: str, body: bytes, pairs: int) -> dict:
 
 def bench_model(name: str, batch_sizes: list[int], instance_counts: list[int],
                 seconds: float, rounds: int, concurrency: int, workdir: Path) -> dict:
-    from service.launch import start_server, stop_server
+    from tools.launch import start_server, stop_server
 
     # The limit on this machine: the best batch size under each instance layout (one
     # instance on all cores, or several splitting them), and the best of those.
@@ -245,14 +195,14 @@ def bench_model(name: str, batch_sizes: list[int], instance_counts: list[int],
                 raw_rounds.append(raw.throughput(best, seconds))
                 meter.images = raw_rounds[-1] * seconds
             with cpu["rest"].measuring() as meter:
-                rate, failures = _timed(_rest_load(url, body, concurrency, seconds))
+                rate, failures = rest_round(url, body, concurrency, seconds)
                 meter.images = rate * seconds
             rest_rounds.append(rate)
             failed += failures
             batches.append(_batch_totals(server.http_url))
             with cpu["grpc"].measuring() as meter:
-                rate, failures = _timed(_grpc_load(server.grpc_target, name, body,
-                                                   concurrency, seconds))
+                rate, failures = grpc_round(server.grpc_target, name, body, concurrency,
+                                            seconds)
                 meter.images = rate * seconds
             grpc_rounds.append(rate)
             failed += failures

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 
 from service import launch
-from service.bench_peers.load import PreparedRequest
-from service.bench_peers.photos import Photo
-from service.bench_peers.systems import MODEL, System, wait_until
-from service.bench_peers.venvs import PeerEnvironment, shared_requirements
 from service.oip_codec import encode_bytes_elements
+from tools.bench_peers.photos import Photo
+from tools.bench_peers.systems import MODEL, System, wait_until
+from tools.bench_peers.venvs import PeerEnvironment, shared_requirements
+from tools.load import PreparedRequest
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from contract._proto import grpc_predict_v2_pb2 as pb
 from contract.oip import set_parameter
-from model_store import store
+from model_store import repository
 from service.core.arguments import integer_argument
 from service.core.crops import decode_sides
 from service.core.errors import InvalidArgument, ModelNotFound
@@ -229,7 +229,7 @@ def model_metadata(core: InferenceCore, name: str, version: str | None = None
     engine = core.engines.get(name)
     size, channels = spec.input.size, spec.input.channels
     weights = (engine.weights_status if engine
-               else core.stored_statuses().get(name, store.MISSING))
+               else core.stored_statuses().get(name, repository.MISSING))
     return {
         "name": name,
         "versions": [MODEL_VERSION],
@@ -254,9 +254,9 @@ def repository_index(core: InferenceCore, ready_only: bool = False) -> list[dict
             state, reason = "READY", ""
         elif info["load_error"]:
             state, reason = "UNAVAILABLE", info["load_error"]
-        elif info["weights"] == store.BROKEN:
+        elif info["weights"] == repository.BROKEN:
             state, reason = "UNAVAILABLE", info["store_error"]
-        elif info["weights"] == store.MISSING:
+        elif info["weights"] == repository.MISSING:
             state, reason = "UNAVAILABLE", "no weights in the model store"
         else:
             state = "UNAVAILABLE"

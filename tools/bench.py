@@ -48,9 +48,9 @@ def ensure_models(models: list[str], home: Path) -> None:
     """Import the benchmark's models into its store: real weights where offline, else
     random-init (marked so)."""
     os.environ["BENTOML_HOME"] = str(home)
-    from model_store import registry, store
+    from model_store import registry, repository
 
-    present = store.stored_status()
+    present = repository.stored_status()
     for name in models:
         if name in present:
             continue
@@ -70,7 +70,7 @@ class RawModel:
     time on one session, each with the intra-op threads the server would give it."""
 
     def __init__(self, name: str, instances: int = 1):
-        from model_store import registry, store
+        from model_store import registry, repository
         from service.core.backends import create_backend
         from service.core.config import BatchingConfig, ServingConfig
 
@@ -79,7 +79,7 @@ class RawModel:
         self.spec = registry.get(name)
         self.instances = instances
         self.threads = config.threads_for(name)
-        self.backend = create_backend(config.backend, store.find(name), config.device,
+        self.backend = create_backend(config.backend, repository.find(name), config.device,
                                       self.threads, config.intra_op_spinning)
         self.shape = (self.spec.input.channels, self.spec.input.size, self.spec.input.size)
 

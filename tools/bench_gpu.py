@@ -126,11 +126,11 @@ def throughput(backend: Any, item_shape: tuple[int, ...], batch_size: int,
 
 def raw_rows(name: str, batch_sizes: list[int], seconds: float, budget: Budget,
              report: Report) -> dict[str, dict[str, Any]]:
-    from model_store import fp16, registry, store
+    from model_store import fp16, registry, repository
     from service.core.backends import OnnxRuntimeBackend
     from service.core.errors import DeviceUnavailable
 
-    spec, stored = registry.get(name), store.find(name)
+    spec, stored = registry.get(name), repository.find(name)
     item_shape = (spec.input.channels, spec.input.size, spec.input.size)
     rows: dict[str, dict[str, Any]] = {}
     logits: dict[str, np.ndarray] = {}

@@ -237,9 +237,9 @@ def _print_agreement(setting: Setting, rows: list[dict[str, Any]]) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    from model_store.labels import label_names
     from service.core.config import load_config
     from service.core.inference import InferenceCore
-    from service.core.postprocess import label_names
 
     setting = (Setting(("lenet5",)) if args.digits_table
                else _setting(args, load_config().ensembles))

@@ -88,11 +88,11 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     serve` (e.g. --ssl-certfile/--ssl-keyfile, with `scheme="https"`). The server gets a
     BentoML home of its own that shares the model store, unless `bentoml_home` names the
     one to use as it is (as two `make serve` on one checkout would share one)."""
-    from model_store import store
+    from model_store import repository
 
     # Only when asked: listing the store here pins this process's BentoML home to the
     # current BENTOML_HOME, which servers on a store of their own must not do.
-    missing = ([m for m in config["startup_models"] if m not in store.stored_status()]
+    missing = ([m for m in config["startup_models"] if m not in repository.stored_status()]
                if check_store else [])
     if missing:
         raise RuntimeError(f"models {missing} are not in the store; run `make models` first")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.registry import UnknownModel
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
@@ -73,7 +73,7 @@ RANDOM_INIT_WARNING = (
 @dataclass
 class Engine:
     spec: ModelSpec
-    stored: store.StoredModel
+    stored: repository.StoredModel
     backend: Backend
     batcher: Batcher
     memory_mb: float
@@ -199,10 +199,10 @@ class InferenceCore:
         return engine
 
     def _load_blocking(self, spec: ModelSpec
-                       ) -> tuple[store.StoredModel, Backend, LayoutChoice]:
+                       ) -> tuple[repository.StoredModel, Backend, LayoutChoice]:
         try:
-            stored = store.find(spec.name)
-        except store.BrokenStoreEntry as exc:  # the path stays in the log (the chained cause)
+            stored = repository.find(spec.name)
+        except repository.BrokenStoreEntry as exc:  # the path stays in the log (the chained cause)
             log.error("model %s: broken store entry", spec.name, exc_info=exc)
             raise NotReady(f"{exc}; re-import it with `python -m model_store pull "
                            f"{spec.name}`", model=spec.name) from None
@@ -212,7 +212,7 @@ class InferenceCore:
                 f"import them with `python -m model_store pull {spec.name}` (or `import "
                 f"{spec.name} --from-file PATH`)", model=spec.name,
                 served_models=sorted(self.stored_statuses()))
-        if stored.weights_status == store.RANDOM_INIT and not self.config.allow_random_init:
+        if stored.weights_status == repository.RANDOM_INIT and not self.config.allow_random_init:
             raise ModelNotFound(f"model {spec.name} only has random-init weights, which this "
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
@@ -224,7 +224,7 @@ class InferenceCore:
                                  np.float32))
         return stored, backend, layout
 
-    def _build_backend(self, spec: ModelSpec, stored: store.StoredModel
+    def _build_backend(self, spec: ModelSpec, stored: repository.StoredModel
                        ) -> tuple[Backend, LayoutChoice]:
         """The model's backend, with its instance layout configured or chosen by measurement
         (service/core/layout.py)."""
@@ -263,7 +263,7 @@ class InferenceCore:
         choice, _ = choose_layout(runner, batch, cores)
         return backends[choice.threads], choice
 
-    def _check_files(self, stored: store.StoredModel) -> None:
+    def _check_files(self, stored: repository.StoredModel) -> None:
         """Refuse a stored model whose files no longer match the digests recorded at import
         (a corrupt disk, a truncated copy, a hand-edited file)."""
         needed = ["model.onnx"] + (["weights.safetensors"] if self.config.backend == "pytorch"
@@ -349,7 +349,7 @@ class InferenceCore:
 
     def describe_weights(self, engine: Engine, response: dict[str, Any]) -> dict[str, Any]:
         response["weights"] = engine.weights_status
-        if engine.weights_status == store.RANDOM_INIT:
+        if engine.weights_status == repository.RANDOM_INIT:
             response["warning"] = RANDOM_INIT_WARNING.format(name=engine.spec.name)
         return response
 
@@ -423,19 +423,19 @@ class InferenceCore:
 
     # --- metadata ------------------------------------------------------------------------
 
-    def stored_entries(self) -> dict[str, store.StoreEntry]:
+    def stored_entries(self) -> dict[str, repository.StoreEntry]:
         """Every stored variant's weights status (or broken, and why), re-read from BentoML's
         store at most every few seconds (reading it parses every stored model's model.yaml and
         convzoo.json)."""
         now = time.monotonic()
         if self._stored_cache is None or now - self._stored_cache[0] > STORE_STATUS_TTL_S:
-            self._stored_cache = (now, store.stored_entries())
+            self._stored_cache = (now, repository.stored_entries())
         return self._stored_cache[1]
 
     def stored_statuses(self) -> dict[str, str]:
         return {name: entry.status for name, entry in self.stored_entries().items()}
 
-    def model_info(self, name: str, stored: dict[str, store.StoreEntry] | None = None
+    def model_info(self, name: str, stored: dict[str, repository.StoreEntry] | None = None
                    ) -> dict[str, Any]:
         spec = self.spec(name)
         engine = self.engines.get(name)
@@ -458,7 +458,7 @@ class InferenceCore:
             "published": None if published is None else {
                 "top1": published.top1, "top5": published.top5, "params_m": published.params_m,
                 "mult_adds_m": published.mult_adds_m, "source": published.source},
-            "weights": entry.status if entry else store.MISSING,
+            "weights": entry.status if entry else repository.MISSING,
             # What is wrong with a broken store entry (no filesystem paths).
             "store_error": entry.error if entry else None,
             "loaded": engine is not None,
@@ -550,11 +550,11 @@ class InferenceCore:
         predictions = top_k(combined, k, engines[0].spec.labels)
         timing["combine"] = _ms(time.perf_counter() - t0)
         timing["total"] = _ms(time.perf_counter() - started)
-        random_init = [e.spec.name for e in engines if e.weights_status == store.RANDOM_INIT]
+        random_init = [e.spec.name for e in engines if e.weights_status == repository.RANDOM_INIT]
         response: dict[str, Any] = {
             "ensemble": plan.name, "models": list(plan.members), "method": plan.method,
             "member_weights": list(plan.weights), "crops": scheme,
-            "weights": store.RANDOM_INIT if random_init else engines[0].weights_status,
+            "weights": repository.RANDOM_INIT if random_init else engines[0].weights_status,
             "predictions": predictions, "members": [m for _, m in members], "timing_ms": timing}
         if random_init:
             response["warning"] = (f"members {', '.join(random_init)} have random-init "
@@ -648,9 +648,9 @@ class InferenceCore:
         rows = []
         for spec in specs:
             engine = self.engines.get(spec.name)
-            weights = engine.weights_status if engine else stored.get(spec.name, store.MISSING)
-            wanted = weights == store.PRETRAINED or (
-                weights == store.RANDOM_INIT and (allow_untrained or measure_untrained))
+            weights = engine.weights_status if engine else stored.get(spec.name, repository.MISSING)
+            wanted = weights == repository.PRETRAINED or (
+                weights == repository.RANDOM_INIT and (allow_untrained or measure_untrained))
             note = ""
             waited = False  # for loading or profiling, on behalf of the request deciding
             try:

@@ -1,22 +1,11 @@
-"""Logits to probabilities and top-k, and the label sets predictions are named from."""
+"""Logits to probabilities and top-k, named from the model's label set
+(`model_store.labels`: data files, no torch)."""
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 
-
-@cache
-def label_names(label_set: str) -> tuple[str, ...]:
-    if label_set == "digits":
-        return tuple(str(d) for d in range(10))
-    if label_set == "imagenet-1k":
-        # torchvision ships the ImageNet-1k class names with its weights records (offline).
-        from torchvision.models import ResNet50_Weights
-
-        return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-    raise ValueError(f"unknown label set {label_set!r}")
+from model_store.labels import label_names
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_store.repository import MISSING, PRETRAINED, RANDOM_INIT
 from model_store.specs import ModelSpec
-from model_store.store import MISSING, PRETRAINED, RANDOM_INIT
 from service.core import metrics
 from service.core.errors import InvalidArgument, NoVariantFits
 

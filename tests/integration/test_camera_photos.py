@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from clients.client import AsyncConvZooClient, ConvZooClient
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core import decoding
 from service.core.config import load_config, usable_cores
@@ -64,7 +64,7 @@ def test_the_served_12mp_answer_is_the_full_decoding_answer(http, name):
     import onnxruntime as ort
 
     spec = registry.get("efficientnet_lite0").input
-    session = ort.InferenceSession(str(store.find("efficientnet_lite0").onnx_path),
+    session = ort.InferenceSession(str(repository.find("efficientnet_lite0").onnx_path),
                                    providers=["CPUExecutionProvider"])
     full = softmax(session.run(None, {"input": preprocess(decode_image(at_12mp(name)),
                                                           spec)[None]})[0])[0]

@@ -83,13 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def model_for_peers(interpolation: str | None) -> dict[str, Any]:
     """The stored ONNX file, label names and preprocessing that every peer is given."""
-    from model_store import registry, store
-    from service.core.postprocess import label_names
+    from model_store import registry, repository
+    from model_store.labels import label_names
 
     spec = registry.get(MODEL)
-    if MODEL not in store.stored_status():
+    if MODEL not in repository.stored_status():
         raise SystemExit(f"{MODEL} is not in the model store; run `make models` first")
-    return {"model": str(store.find(MODEL).onnx_path), "labels": list(label_names(spec.labels)),
+    return {"model": str(repository.find(MODEL).onnx_path),
+            "labels": list(label_names(spec.labels)),
             "preprocessing": {"resize": spec.input.resize, "size": spec.input.size,
                               "interpolation": interpolation or spec.input.interpolation,
                               "mean": list(spec.input.mean), "std": list(spec.input.std)}}

@@ -1,8 +1,8 @@
 """What multi-crop costs: median latency of N-crop against 1-crop requests, in-process.
 
-Runs a real `InferenceCore` (the served configuration, `service/config.yaml` or
+Runs a real `DataPlane` (the served configuration, `service/config.yaml` or
 `CONVZOO_CONFIG`, with only the benchmarked model loaded) and sends scikit-image's chelsea
-through `InferenceCore.multicrop` one request at a time, so each figure is one request's
+through `DataPlane.multicrop` one request at a time, so each figure is one request's
 whole path (decode, crops, batcher, ONNX Runtime, averaging) with nothing else competing.
 The 10-crop request's crops run as one batch, so its cost is one bigger batch, not ten
 requests.
@@ -28,32 +28,35 @@ def chelsea_jpeg() -> bytes:
     return photos.jpeg("chelsea", quality=95)
 
 
-async def measure(core: Any, model: str, image: bytes, crops: int, n: int
+async def measure(plane: Any, model: str, image: bytes, crops: int, n: int
                   ) -> dict[str, float]:
     """Median wall-clock and inference milliseconds of n sequential requests after warm-up."""
+    from service.core.requests import MulticropRequest
+
+    request = MulticropRequest(images=(image,), model=model, crops=crops)
     for _ in range(WARM_UP):
-        await core.multicrop(model, image, crops, 5)
+        await plane.multicrop(request)
     wall, infer = [], []
     for _ in range(n):
         started = time.perf_counter()
-        result = await core.multicrop(model, image, crops, 5)
+        (result,) = await plane.multicrop(request)
         wall.append((time.perf_counter() - started) * 1000.0)
-        infer.append(result["timing_ms"]["infer"])
+        infer.append(result.timing_ms["infer"])
     return {"median_ms": statistics.median(wall), "median_infer_ms": statistics.median(infer),
-            "batch_size": result["timing_ms"]["batch_size"]}
+            "batch_size": result.timing_ms["batch_size"]}
 
 
 async def bench(model: str, schemes: list[int], n: int) -> dict[int, dict[str, float]]:
     from service.core.config import load_config
-    from service.core.inference import InferenceCore
+    from service.core.dataplane import DataPlane
 
-    core = InferenceCore(load_config(startup_models=(model,), default_model=model))
-    await core.start()
+    plane = DataPlane(load_config(startup_models=(model,), default_model=model))
+    await plane.start()
     try:
         image = chelsea_jpeg()
-        return {crops: await measure(core, model, image, crops, n) for crops in schemes}
+        return {crops: await measure(plane, model, image, crops, n) for crops in schemes}
     finally:
-        await core.close()
+        await plane.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """What the accuracy/latency selector chooses as load rises, in-process on EfficientNet-Lite.
 
-Runs a real `InferenceCore` (the served configuration, `service/config.yaml` or
+Runs a real `DataPlane` (the served configuration, `service/config.yaml` or
 `CONVZOO_CONFIG`, with Lite0..2 loaded and profiled first) and offers rising load: at each
 level, N background clients each send `select` requests back to back with the same fixed
 latency budget (so the load lands on whatever the selector chooses for them), and one probe
@@ -9,7 +9,7 @@ what was chosen, the expected latency the choice was made on and the latency the
 then took. A refused request (`NoVariantFits`: nothing fits the budget under this load)
 counts as "refused"; a background client backs off briefly after one, as a client honouring
 the refusal would. Prints the choice distribution and latencies per load level and saves a
-plot of choice against offered load, and the family's frontier plot as the live core sees it
+plot of choice against offered load, and the family's frontier plot as the live data plane sees it
 when unloaded.
 
     python -m tools.bench_selection [--budget-ms MS] [--levels 0,2,4,8,16] [--probes 30]
@@ -48,35 +48,41 @@ def chelsea_jpeg() -> bytes:
     return photos.jpeg("chelsea", quality=95)
 
 
-async def background_client(core: Any, image: bytes, budget_ms: float, stop: asyncio.Event,
+def select_request(image: bytes, budget_ms: float) -> Any:
+    from service.core.requests import SelectRequest
+
+    return SelectRequest(images=(image,), family=FAMILY, latency_budget_ms=budget_ms)
+
+
+async def background_client(plane: Any, image: bytes, budget_ms: float, stop: asyncio.Event,
                             served: Counter) -> None:
     from service.core.errors import NoVariantFits, Overloaded
 
     while not stop.is_set():
         try:
-            result = await core.select(image, FAMILY, latency_budget_ms=budget_ms)
-            served[result["model"]] += 1
+            (result,) = await plane.select(select_request(image, budget_ms))
+            served[result.model] += 1
         except (NoVariantFits, Overloaded):
             served[REFUSED] += 1
             await asyncio.sleep(REFUSAL_BACKOFF_S)
 
 
-async def probe(core: Any, image: bytes, budget_ms: float) -> dict[str, Any]:
+async def probe(plane: Any, image: bytes, budget_ms: float) -> dict[str, Any]:
     from service.core.errors import NoVariantFits
 
     try:
-        result = await core.select(image, FAMILY, latency_budget_ms=budget_ms)
+        (result,) = await plane.select(select_request(image, budget_ms))
     except NoVariantFits:
         return {"chosen": REFUSED}
-    selection = result["selection"]
+    selection = result.details()["selection"]
     return {"chosen": selection["chosen"], "expected_ms": selection["expected_latency_ms"],
             "actual_ms": selection["actual_latency_ms"]}
 
 
-async def run_level(core: Any, image: bytes, budget_ms: float, clients: int, probes: int
+async def run_level(plane: Any, image: bytes, budget_ms: float, clients: int, probes: int
                     ) -> dict[str, Any]:
     stop, served = asyncio.Event(), Counter()
-    tasks = [asyncio.create_task(background_client(core, image, budget_ms, stop, served))
+    tasks = [asyncio.create_task(background_client(plane, image, budget_ms, stop, served))
              for _ in range(clients)]
     await asyncio.sleep(SETTLE_S if clients else 0.0)
     started = time.perf_counter()
@@ -84,7 +90,7 @@ async def run_level(core: Any, image: bytes, budget_ms: float, clients: int, pro
     records = []
     for _ in range(probes):
         probe_started = time.perf_counter()
-        records.append(await probe(core, image, budget_ms))
+        records.append(await probe(plane, image, budget_ms))
         await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - (time.perf_counter() - probe_started)))
     elapsed = time.perf_counter() - started
     stop.set()
@@ -110,29 +116,31 @@ async def bench(budget_ms: float | None, levels: list[int], probes: int,
                 ) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
     """(budget, the unloaded table, one result per load level)."""
     from service.core.config import load_config
-    from service.core.inference import InferenceCore
+    from service.core.dataplane import DataPlane
+    from service.core.requests import FrontierRequest
     from service.frontier_plot import render_frontier
 
-    core = InferenceCore(load_config(startup_models=VARIANTS, default_model=VARIANTS[0]))
-    await core.start()
+    plane = DataPlane(load_config(startup_models=VARIANTS, default_model=VARIANTS[0]))
+    frontier = FrontierRequest(FAMILY)
+    await plane.start()
     try:
         image = chelsea_jpeg()
-        await core.frontier(FAMILY)  # load and profile every variant before timing anything
+        await plane.frontier(frontier)  # load and profile every variant before timing anything
         for _ in range(WARM_UP):  # unloaded requests to the most accurate: observed figures
-            await probe(core, image, GENEROUS_MS)
+            await probe(plane, image, GENEROUS_MS)
         if budget_ms is None:
-            slowest = max(v["expected_latency_ms"] for v in (await core.frontier(FAMILY))[
+            slowest = max(v["expected_latency_ms"] for v in (await plane.frontier(frontier))[
                 "variants"])
             budget_ms = round(BUDGET_FACTOR * slowest)
         for _ in range(3):  # the benchmark's budget in force when the frontier is drawn
-            await probe(core, image, budget_ms)
-        unloaded = await core.frontier(FAMILY)
+            await probe(plane, image, budget_ms)
+        unloaded = await plane.frontier(frontier)
         if frontier_plot is not None:
             frontier_plot.write_bytes(render_frontier(unloaded, "png")[0])
-        results = [await run_level(core, image, budget_ms, n, probes) for n in levels]
+        results = [await run_level(plane, image, budget_ms, n, probes) for n in levels]
         return budget_ms, unloaded, results
     finally:
-        await core.close()
+        await plane.close()
 
 
 def save_plot(results: list[dict[str, Any]], budget_ms: float, path: Path) -> None:

@@ -1,6 +1,6 @@
 """Accuracy of a served model, a multi-crop scheme or an ensemble, measured in-process.
 
-Images go through the same `InferenceCore` the service runs (decode, crops, the model's
+Images go through the same `DataPlane` the service runs (decode, crops, the model's
 batcher, ONNX Runtime, the ensemble combination), so the figures are the served ones. The
 data is an ImageFolder directory, `root/<class>/<image>`, whose class folders are label
 indices (`3/`) or the model's label names (`tabby/`). `--digits-holdout DIR` writes LeNet-5's
@@ -66,15 +66,21 @@ class Setting:
                 f"{self.crops}-crop")
 
 
-async def score(core: Any, setting: Setting, image: bytes, k: int = TOP_K) -> dict[str, Any]:
-    """One image's response for the setting, from the core's own endpoints' methods."""
+async def score(plane: Any, setting: Setting, image: bytes, k: int = TOP_K) -> dict[str, Any]:
+    """One image's response for the setting (as REST answers it), from the data plane."""
+    from service.core.requests import EnsembleRequest, MulticropRequest
+
     if setting.is_ensemble:
-        return await core.ensemble(
-            image, models=None if setting.ensemble else list(setting.models),
-            ensemble=setting.ensemble, weights=setting.weights, method=setting.method, k=k,
-            crops=setting.crops)
-    return await core.multicrop(setting.models[0], image, setting.crops, k,
-                                crop_resize=setting.crop_resize)
+        (result,) = await plane.ensemble(EnsembleRequest(
+            images=(image,), models=None if setting.ensemble else tuple(setting.models),
+            ensemble=setting.ensemble,
+            weights=None if setting.weights is None else tuple(setting.weights),
+            method=setting.method, top_k=k, crops=setting.crops))
+    else:
+        (result,) = await plane.multicrop(MulticropRequest(
+            images=(image,), model=setting.models[0], crops=setting.crops, top_k=k,
+            crop_resize=setting.crop_resize))
+    return result.to_dict()
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class DigitsRow:
     crop_resize: int | None = None
 
 
-# In the doc's order. Multi-crop's default resize for LeNet-5 is 36 (service/core/crops.py);
+# In the doc's order. Multi-crop's default resize for LeNet-5 is 36 (service/plane/crops.py);
 # 144-crop scales it as GoogLeNet scales 256.
 DIGITS_TABLE = (
     DigitsRow("1-crop (the served `/classify` input)", "32", 1),
@@ -107,12 +113,12 @@ def digits_table_line(row: DigitsRow, top1: float, top5: float) -> str:
     return f"| {row.setting} | {row.resize} | {top1:.2f} % | {top5:.2f} % |"
 
 
-async def digits_table(core: Any, samples: list[tuple[Path, int]]) -> list[str]:
+async def digits_table(plane: Any, samples: list[tuple[Path, int]]) -> list[str]:
     """Every `DIGITS_TABLE` row scored on `samples` with LeNet-5, as table lines."""
     lines = list(DIGITS_TABLE_HEADER)
     for row in DIGITS_TABLE:
         setting = Setting(("lenet5",), row.crops, crop_resize=row.crop_resize)
-        result = (await accuracy(core, setting, samples))["lenet5"]
+        result = (await accuracy(plane, setting, samples))["lenet5"]
         lines.append(digits_table_line(row, result["top1"], result["top5"]))
     return lines
 
@@ -148,12 +154,12 @@ def image_folder(root: Path, label_names: tuple[str, ...]) -> list[tuple[Path, i
     return samples
 
 
-async def accuracy(core: Any, setting: Setting, samples: list[tuple[Path, int]],
+async def accuracy(plane: Any, setting: Setting, samples: list[tuple[Path, int]],
                    concurrency: int = 8) -> dict[str, Any]:
     """Top-1/top-5 (percent) of the setting, and of each ensemble member on its own."""
     hits: dict[str, list[int]] = {}
     # Enough in flight for the batcher to fill batches, never more crops than its queue holds.
-    queue = min(core.config.batching_for(m).max_queue for m in setting.models)
+    queue = min(plane.config.batching_for(m).max_queue for m in setting.models)
     gate = asyncio.Semaphore(max(1, min(concurrency, queue // setting.crops)))
     bar = tqdm(total=len(samples), desc=setting.describe(), unit="img")
 
@@ -165,7 +171,7 @@ async def accuracy(core: Any, setting: Setting, samples: list[tuple[Path, int]],
 
     async def one(path: Path, label: int) -> None:
         async with gate:
-            response = await score(core, setting, path.read_bytes())
+            response = await score(plane, setting, path.read_bytes())
         count("ensemble" if setting.is_ensemble else setting.models[0],
               response["predictions"], label)
         for member in response.get("members", []):
@@ -182,16 +188,16 @@ def photo(name: str) -> bytes:
     return bundled.encode(bundled.photo(name), "PNG")
 
 
-async def photo_agreement(core: Any, setting: Setting) -> list[dict[str, Any]]:
+async def photo_agreement(plane: Any, setting: Setting) -> list[dict[str, Any]]:
     """Per photo: top-1 of the setting and of its baselines (1-crop, or each member)."""
     rows = []
     for name in tqdm(PHOTOS, desc=setting.describe(), unit="photo"):
         image = photo(name)
-        response = await score(core, setting, image)
+        response = await score(plane, setting, image)
         if setting.is_ensemble:
             baselines = {m["model"]: m["predictions"][0] for m in response["members"]}
         else:
-            single = await core.multicrop(setting.models[0], image, 1, TOP_K)
+            single = await score(plane, Setting(models=setting.models[:1], crops=1), image)
             baselines = {f"{setting.models[0]} 1-crop": single["predictions"][0]}
         rows.append({"photo": name, "top1": response["predictions"][0],
                      "baselines": baselines})
@@ -239,29 +245,29 @@ def _print_agreement(setting: Setting, rows: list[dict[str, Any]]) -> None:
 async def _run(args: argparse.Namespace) -> None:
     from model_store.labels import label_names
     from service.core.config import load_config
-    from service.core.inference import InferenceCore
+    from service.core.dataplane import DataPlane
 
     setting = (Setting(("lenet5",)) if args.digits_table
                else _setting(args, load_config().ensembles))
-    core = InferenceCore(load_config(startup_models=setting.models,
+    plane = DataPlane(load_config(startup_models=setting.models,
                                      default_model=setting.models[0],
                                      profile_families_at_startup=False))
-    await core.start()
+    await plane.start()
     try:
         if args.digits_table:
             with tempfile.TemporaryDirectory(prefix="digits-") as folder:
                 write_digits_holdout(Path(folder))
-                labels = label_names(core.spec("lenet5").labels)
-                lines = await digits_table(core, image_folder(Path(folder), labels))
+                labels = label_names(plane.spec("lenet5").labels)
+                lines = await digits_table(plane, image_folder(Path(folder), labels))
             print("\n".join(lines))
         elif args.photos:
-            _print_agreement(setting, await photo_agreement(core, setting))
+            _print_agreement(setting, await photo_agreement(plane, setting))
         else:
-            labels = label_names(core.spec(setting.models[0]).labels)
-            result = await accuracy(core, setting, image_folder(args.root, labels))
+            labels = label_names(plane.spec(setting.models[0]).labels)
+            result = await accuracy(plane, setting, image_folder(args.root, labels))
             _print_accuracy(setting, result)
     finally:
-        await core.close()
+        await plane.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from service.core.admission import LaneConfig
+from service.core.ensemble import DEFAULT_MAX_MEMBERS
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -118,6 +119,9 @@ class ServingConfig:
     max_images_per_request: int = 64
     max_top_k: int = 1000
     ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The most members one ensemble may have (configured or given in a request): each member
+    # is a model run on the request's image.
+    max_ensemble_members: int = DEFAULT_MAX_MEMBERS
     grpc_port: int = 3001
     # None: the REST body limit plus 1 MiB for the protobuf envelope and parameters.
     grpc_max_message_bytes: int | None = None

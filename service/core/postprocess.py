@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from model_store.labels import label_names
+from service.core.results import Prediction
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -14,10 +15,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def top_k(probabilities: np.ndarray, k: int, label_set: str) -> list[dict]:
-    """[{"index", "label", "score"}] of one image's k best classes, best first."""
+def top_k(probabilities: np.ndarray, k: int, label_set: str) -> tuple[Prediction, ...]:
+    """One image's k best classes, best first."""
     names = label_names(label_set)
     k = min(k, len(probabilities))
     best = np.argpartition(-probabilities, k - 1)[:k]
     best = best[np.argsort(-probabilities[best], kind="stable")]
-    return [{"index": int(i), "label": names[i], "score": float(probabilities[i])} for i in best]
+    return tuple(Prediction(int(i), names[i], float(probabilities[i])) for i in best)

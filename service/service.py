@@ -14,7 +14,7 @@ import logging
 
 import bentoml
 
-from service import http_guard
+from service import bentoml_timeout, http_guard
 from service.auth import ApiKeyMiddleware
 from service.body_budget import BodyBudgetMiddleware
 from service.core import metrics
@@ -25,7 +25,7 @@ from service.grpc import GrpcServer
 from service.http_app import create_app
 from service.route_labels import RestorePath
 from service.serve_command import check_metrics_dir_unshared, rest_ssl_options, serve_options
-from service.traffic import install as install_cancelling_timeout
+from service.time_limit import RequestTimeLimit
 
 log = logging.getLogger("convzoo")
 
@@ -47,8 +47,13 @@ def tracing_options(http_tracing: bool) -> dict:
     return {} if http_tracing else {"excluded_urls": [".*"]}
 
 
-@bentoml.service(name="convzoo", workers=1, traffic={"timeout": 300},
-                 tracing=tracing_options(load_config().http_tracing),
+_config = load_config()
+
+
+# BentoML's own request timeout is set to the same bound as ours, and made a pass-through
+# (service/bentoml_timeout.py): its configuration cannot switch it off.
+@bentoml.service(name="convzoo", workers=1, traffic={"timeout": _config.request_timeout_s},
+                 tracing=tracing_options(_config.http_tracing),
                  ssl={"ciphers": TLS12_CIPHERS, **rest_ssl_options(_serve_options)})
 @bentoml.asgi_app(http_app, path="/")
 class ConvZoo:
@@ -83,15 +88,16 @@ class ConvZoo:
 
 # Outside our mounted app, so that BentoML's own routes (/docs.json, /schema.json, ...) are
 # guarded too; the middlewares read the configuration when the worker builds the app. The
-# first added is the outermost: the real path back (after BentoML's metrics saw its route
-# template), then the key check, then the count of bodies in flight.
+# first added is the outermost: the request-time bound, the real path back (after BentoML's
+# metrics saw its route template), then the key check, then the count of bodies in flight.
+ConvZoo.add_asgi_middleware(RequestTimeLimit)
 ConvZoo.add_asgi_middleware(RestorePath)
 ConvZoo.add_asgi_middleware(ApiKeyMiddleware)
 # The page at / and its assets under /ui/, inside the key check (they are open paths).
 ConvZoo.add_asgi_middleware(FrontDoor)
 ConvZoo.add_asgi_middleware(BodyBudgetMiddleware)
 # Before the worker builds the app: BentoML's own timeout holds each request's memory for the
-# whole traffic timeout (see service/traffic.py).
-install_cancelling_timeout()
+# whole traffic timeout (service/bentoml_timeout.py, guarded at start-up).
+bentoml_timeout.install()
 # Before the worker builds uvicorn's Config: the request-head and connection limits.
-http_guard.install(load_config())
+http_guard.install(_config)

@@ -157,6 +157,9 @@ class ServingConfig:
     # never under 256 MiB, so that a small per-request limit does not refuse ordinary
     # concurrency (a queue of 256 photos of 100 kB holds 25 MB).
     max_body_bytes_in_flight: int | None = None
+    # An HTTP request not answered within this is cancelled and answered 504
+    # (service/time_limit.py); gRPC calls are bounded by their own deadlines.
+    request_timeout_s: float = 300.0
     # A model load (file hashes, inference session, warm-up) that takes longer is reported
     # NotReady; up to model_load_concurrency loads of different models run side by side.
     model_load_timeout_s: float = 120.0

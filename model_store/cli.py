@@ -239,7 +239,7 @@ def build_parser(prog: str = "python -m model_store") -> argparse.ArgumentParser
 def main(argv: list[str] | None = None, prog: str = "python -m model_store") -> int:
     from model_store.home import use_store_home
     from model_store.registry import UnknownModel
-    from model_store.store import StoreError
+    from model_store.repository import StoreError
     from model_store.weights import WeightsError
 
     args = build_parser(prog).parse_args(argv)

@@ -205,7 +205,7 @@ def _ms_text(value: float | None) -> str:
 class VariantSelector:
     """Per-variant latency state and per-(family, budget bucket) remembered choices.
 
-    Not thread-safe by design: the inference core calls it from its event loop only.
+    Not thread-safe by design: the data plane calls it from its event loop only.
     """
 
     def __init__(self, step_up_margin: float = STEP_UP_MARGIN,

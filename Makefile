@@ -72,7 +72,7 @@ loadtest: setup
 	$(BIN)/python loadtest/slo.py --csv-prefix $(LOADTEST_REPORTS)/convzoo
 
 lint: setup
-	$(BIN)/ruff check model_store service clients tools tests loadtest
+	$(BIN)/ruff check contract model_store service clients tools tests loadtest
 
 clean:
 	rm -rf $(VENV) .bentoml .pytest_cache

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from service import bench
+from tools import bench
 
 REPORT_DIR = bench.BENCH_HOME / "gpu-report"
 TENSORRT, CUDA = "TensorrtExecutionProvider", "CUDAExecutionProvider"

@@ -11,9 +11,9 @@ import re
 import httpx
 import pytest
 
-from service import attack
 from service.core.config import load_config
 from tests.integration.conftest import start_server, stop_server
+from tools import attack
 from tools.attack import Outcome, Target
 from tools.soak import worker_process
 

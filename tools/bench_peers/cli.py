@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service import launch
+from tools import launch
 from tools.bench_peers import report as reports
 from tools.bench_peers.peers import PEERS, PeerServer, PeerSettings
 from tools.bench_peers.photos import PHOTO_SIZES, Photo, make_photo

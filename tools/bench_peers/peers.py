@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from service import launch
 from service.oip_codec import encode_bytes_elements
+from tools import launch
 from tools.bench_peers.photos import Photo
 from tools.bench_peers.systems import MODEL, System, wait_until
 from tools.bench_peers.venvs import PeerEnvironment, shared_requirements

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
-from service import launch
+from tools import launch
 from tools.bench_peers.photos import Photo
 from tools.bench_peers.venvs import onnxruntime_version
 from tools.load import PreparedRequest

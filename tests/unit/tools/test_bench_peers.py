@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from service import launch
 from service.oip_codec import decode_bytes_elements
+from tools import launch
 from tools.bench_peers import report
 from tools.bench_peers.peers import PeerSettings, PyTritonPeer, multipart
 from tools.bench_peers.photos import make_photo

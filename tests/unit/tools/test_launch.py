@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from service import launch
+from tools import launch
 
 
 def test_two_ports_are_distinct_and_below_the_ephemeral_range(monkeypatch):

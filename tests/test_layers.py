@@ -7,7 +7,9 @@ what `sys.modules` then holds, which also catches what a permitted import drags 
 - `contract` imports none of `service`, `clients`, `model_store`;
 - `clients` (the SDK) imports neither `service` nor `model_store`;
 - `model_store` imports neither `service` nor `clients`;
-- `service` never imports `clients`;
+- `service` never imports `clients`, and its protocol adapters (REST, OIP REST, OIP gRPC) are
+  siblings: none imports another (what they share is `service.http_common`, the converters
+  `service.oip_codec` and the data plane);
 - `service/core` imports no web or RPC framework (bentoml, grpc, starlette, fastapi, uvicorn,
   httpx) and no torch or torchvision; pydantic only where it types the configuration; torch
   only inside functions of the two modules that run it on purpose (`gpu_decode`, the nvJPEG
@@ -54,8 +56,10 @@ def imports_of(path: Path) -> list[Import]:
                 found.extend(Import(a.name.split(".")[0], a.name, child.lineno, depth == 0)
                              for a in child.names)
             elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
-                found.append(Import(child.module.split(".")[0], child.module, child.lineno,
-                                    depth == 0))
+                # `from a.b import c` may import the module a.b.c: both are recorded.
+                found.extend(Import(child.module.split(".")[0], full, child.lineno, depth == 0)
+                             for full in (child.module, *(f"{child.module}.{a.name}"
+                                                          for a in child.names)))
             elif isinstance(child, ast.If) and _is_type_checking(child):
                 continue  # annotations only: nothing is imported when the module runs
             visit(child, nested)
@@ -91,6 +95,24 @@ def test_a_package_imports_nothing_above_it(package, forbidden):
     assert offences(package, forbidden) == []
 
 
+ADAPTERS = {"rest": ("service.rest", "service.rest_requests"),
+            "oip_rest": ("service.oip_rest",), "grpc": ("service.grpc",)}
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_the_protocol_adapters_do_not_import_one_another(adapter):
+    paths = [p for p in modules("service") if _module_name(p).startswith(ADAPTERS[adapter])]
+    assert paths
+    others = tuple(name for other, names in ADAPTERS.items() if other != adapter
+                   for name in names)
+    assert [f"{p.relative_to(ROOT)}:{imp.line} imports {imp.full}" for p in paths
+            for imp in imports_of(p) if imp.full.startswith(others)] == []
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
 def test_the_core_imports_pydantic_only_for_its_configuration():
     using = {str(path.relative_to(ROOT)) for path in modules("service/core")
              for imp in imports_of(path) if imp.module == "pydantic"}
@@ -111,7 +133,8 @@ def test_the_ast_reader_sees_nested_imports_and_skips_type_checking_blocks(tmp_p
     path.write_text("import os\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                     "    import torch\n\ndef f():\n    import grpc\n")
     found = {(imp.full, imp.at_module_level) for imp in imports_of(path)}
-    assert found == {("os", True), ("typing", True), ("grpc", False)}
+    assert found == {("os", True), ("typing", True), ("typing.TYPE_CHECKING", True),
+                     ("grpc", False)}
 
 
 def loaded_after_import(module: str) -> set[str]:

@@ -85,7 +85,7 @@ def tls_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
-    # The streams as they are now, not when the module was imported (a test's capture).
+    # The streams as they are when called (a test's capture), not when this was imported.
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     try:

@@ -466,10 +466,72 @@ def long_error(target: Target) -> Outcome:
                             "rest_body_bytes": len(rest_body)})
 
 
+def thin_png(width: int, height: int) -> bytes:
+    """A grey PNG of width x height zeros: tens of kB that declare up to 40 MP."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + bytes(width)  # filter byte, then the row
+    rows_at_once = max(1, 4 * MiB // len(row))
+    pixels = b"".join(compressor.compress(row * min(rows_at_once, height - first))
+                      for first in range(0, height, rows_at_once)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+def thin_images(target: Target) -> Outcome:
+    """Long, thin images under the pixel limit (item 2): 64 x 625,000 to /classify, to a
+    144-crop and 8 of them to /classify_batch, and 1 x 40M and 40M x 1 (item 5). Resized to a
+    256-pixel shorter side the first would be 640 MP; all must be refused from the header."""
+    thin = thin_png(64, 625_000)
+    b64 = base64.b64encode(thin).decode()
+    statuses: list[int | str] = []
+    for path, body in (("/classify", {"image": b64}),
+                       ("/multicrop", {"image": b64, "crops": 144}),
+                       ("/classify_batch", {"images": [b64] * 8}),
+                       ("/classify", {"image": base64.b64encode(thin_png(1, 40_000_000))
+                                      .decode()}),
+                       ("/classify", {"image": base64.b64encode(thin_png(40_000_000, 1))
+                                      .decode()})):
+        status, _ = request(target, "POST", path, json.dumps(body).encode())
+        statuses.append(status)
+    return Outcome("thin_images", f"{statuses}", all(s == 400 for s in statuses), statuses)
+
+
+def image_formats(target: Target) -> Outcome:
+    """Decoders we do not run (item 12): a JPEG 2000 (Pillow would decode it, a 1.3 KB one
+    declaring 6000 x 6000 cost 2.2 s and 515 MB) and a Photoshop file, refused by name; and a
+    JPEG with 2,000 EXIF tags (item 7), served."""
+    from PIL import Image
+
+    def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    exif = Image.Exif()
+    for tag in range(60_000, 62_000):
+        exif[tag] = "x" * 10
+    files = [(encoded(Image.new("RGB", (64, 64)), "JPEG2000"), 400),
+             (b"8BPS" + bytes(64), 400),
+             (encoded(Image.new("RGB", (64, 64), "red"), "JPEG", exif=exif.tobytes()), 200)]
+    statuses = [request(target, "POST", "/classify", data, "application/octet-stream")[0]
+                for data, _ in files]
+    return Outcome("image_formats", f"{statuses}",
+                   statuses == [expected for _, expected in files], statuses)
+
+
 ATTACKS: dict[str, Callable[[Target], Outcome]] = {
     "header_bomb": header_bomb, "url_bomb": url_bomb, "idle_connections": idle_connections,
     "half_heads": half_heads, "slow_body": slow_body, "bodies_in_flight": bodies_in_flight,
     "metric_flood": metric_flood, "client_inputs": client_inputs, "long_error": long_error,
+    "thin_images": thin_images, "image_formats": image_formats,
 }
 
 

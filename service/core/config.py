@@ -13,6 +13,7 @@ frozen dataclasses, built positionally or by keyword, and `dataclasses.replace` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -284,11 +285,25 @@ def default_lanes(max_image_pixels: int) -> tuple[LaneConfig, ...]:
             LaneConfig("large", max_image_pixels, 3 * max_image_pixels, 0))
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
 def usable_cores() -> int:
-    """Cores this process may run on (a container's cpuset, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: a container's cpuset, not the host's count, and no
+    more than its CPU quota (Kubernetes' CPU limit, cgroup v2 `cpu.max`, rounded up)."""
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    quota = cpu_quota_cores(CGROUP_CPU_MAX)
+    return min(cores, quota) if quota else cores
+
+
+def cpu_quota_cores(path: Path) -> int | None:
+    """Cores a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD") allows, rounded up."""
+    try:
+        quota, period = path.read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> ServingConfig:

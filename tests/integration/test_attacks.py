@@ -110,3 +110,13 @@ def test_a_long_error_reaches_the_client_cut_short(target):
     outcome = attack.run(target, attack.long_error)
     check(outcome)
     assert outcome.figures["grpc_message_bytes"] < 1100
+
+
+def test_long_thin_images_are_refused_from_their_header(target):
+    outcome = attack.run(target, attack.thin_images)
+    check(outcome)
+    assert outcome.rss_growth_mb is None or outcome.rss_growth_mb < 100
+
+
+def test_decoders_we_do_not_run_are_refused_and_exif_floods_served(target):
+    check(attack.run(target, attack.image_formats))

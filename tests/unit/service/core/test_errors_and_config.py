@@ -117,7 +117,9 @@ def test_error_bodies_bound_the_message_and_echoed_details():
 def test_hostile_client_limits_have_defaults_and_derive_the_body_budget(tmp_path):
     config = load_config(tmp_path / "none.yaml")
     assert config.max_header_bytes == 64 * 1024 and config.header_timeout_s == 10.0
-    assert config.body_bytes_in_flight == 4 * config.max_body_bytes == 256 * 2**20
+    # The body limit derives from the pixel limit (40 MB); four of them are under the floor.
+    assert config.body_limit_bytes == config.max_image_pixels == 40_000_000
+    assert config.body_bytes_in_flight == 256 * 2**20
     assert load_config(tmp_path / "none.yaml", max_body_bytes=200_000
                        ).body_bytes_in_flight == 256 * 2**20
     assert load_config(tmp_path / "none.yaml", max_body_bytes=128 * 2**20
@@ -125,3 +127,25 @@ def test_hostile_client_limits_have_defaults_and_derive_the_body_budget(tmp_path
     assert load_config(tmp_path / "none.yaml", max_body_bytes_in_flight=1000
                        ).body_bytes_in_flight == 1000
     assert config.model_load_timeout_s > 0 and config.model_load_concurrency >= 2
+
+
+@pytest.mark.parametrize("content, cores", [("max 100000", None), ("200000 100000", 2),
+                                            ("150000 100000", 2), ("50000 100000", 1),
+                                            ("garbage", None)])
+def test_a_cgroup_cpu_quota_bounds_the_usable_cores(tmp_path, content, cores):
+    from service.core.config import cpu_quota_cores
+
+    path = tmp_path / "cpu.max"
+    path.write_text(content + "\n")
+    assert cpu_quota_cores(path) == cores
+    assert cpu_quota_cores(tmp_path / "missing") is None
+
+
+def test_the_body_and_grpc_message_limits_derive_from_the_pixel_limit(tmp_path):
+    config = load_config(tmp_path / "none.yaml", max_image_pixels=12_000_000)
+    assert config.body_limit_bytes == 12_000_000
+    assert config.grpc_message_limit_bytes == 12_000_000 + 2**20
+    explicit = load_config(tmp_path / "none.yaml", max_body_bytes=5_000_000,
+                           grpc_max_message_bytes=7_000_000)
+    assert (explicit.body_limit_bytes, explicit.grpc_message_limit_bytes) == (5_000_000,
+                                                                             7_000_000)

@@ -1,13 +1,12 @@
-"""Saving variants into BentoML's model store, with their ONNX export and metadata.
+"""Saving variants into BentoML's model store, with their ONNX export and metadata: the
+model repository's import side (its read side, torch-free, is `model_store.repository`).
 
 An import builds the variant, loads the state dict strictly, computes params and mult-adds,
 exports ONNX with a dynamic batch axis, and checks that ONNX Runtime and PyTorch agree on
 real photos before anything is saved. The stored model holds `model.onnx`,
 `weights.safetensors` and `convzoo.json` (the record every response's `weights` field is
 drawn from). Random weights are only ever stored when asked for, and are then marked
-`random-init` in that record. A stored model whose files cannot be read (a damaged
-`model.yaml` or `convzoo.json`) is `broken`, with what is wrong said without filesystem paths,
-and does not hide the others.
+`random-init` in that record.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_store import registry
 from model_store.profiling import profile
+from model_store.repository import PRETRAINED, RANDOM_INIT, RECORD_FILE, StoreError
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
 
-PRETRAINED = "pretrained"
-RANDOM_INIT = "random-init"
-MISSING = "missing"
-BROKEN = "broken"
 ONNX_OPSET = 17
 # fp32 ORT vs PyTorch on the same graph: differences stay far below this on logits.
 PARITY_TOLERANCE = 1e-3
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class BrokenStoreEntry(StoreError):
-    """A stored model that cannot be read. The message names the model and the damaged file,
-    never a filesystem path (it reaches clients); the cause, with the path, is chained."""
 
 
 def parity_images(spec: ModelSpec) -> list[Image.Image]:
@@ -145,7 +131,7 @@ def save(
             target = Path(stored.path)
             for produced in (onnx_path, weights_path):
                 shutil.copyfile(produced, target / produced.name)
-            (target / "convzoo.json").write_text(json.dumps(record, indent=2))
+            (target / RECORD_FILE).write_text(json.dumps(record, indent=2))
         return str(stored.tag)
 
 
@@ -156,98 +142,3 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_none(v) for v in value if v is not None]
     return value
-
-
-class StoredModel:
-    """A variant as found in BentoML's store."""
-
-    def __init__(self, bento_model):
-        self.bento_model = bento_model
-        self.path = Path(bento_model.path)
-        self.record: dict[str, Any] = read_record(self.path, bento_model.tag.name)
-
-    @property
-    def tag(self) -> str:
-        return str(self.bento_model.tag)
-
-    @property
-    def weights_status(self) -> str:
-        return self.record["weights"]
-
-    @property
-    def onnx_path(self) -> Path:
-        return self.path / "model.onnx"
-
-    @property
-    def weights_path(self) -> Path:
-        return self.path / "weights.safetensors"
-
-
-def read_record(folder: Path, name: str) -> dict[str, Any]:
-    """A stored model's convzoo.json, or BrokenStoreEntry saying what is wrong with it."""
-    try:
-        record = json.loads((folder / "convzoo.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BrokenStoreEntry(f"model {name}: {describe_store_error(exc, 'convzoo.json')}"
-                               ) from exc
-    if not isinstance(record, dict) or record.get("weights") not in (PRETRAINED, RANDOM_INIT):
-        raise BrokenStoreEntry(f"model {name}: convzoo.json has no valid 'weights' entry")
-    return record
-
-
-def describe_store_error(error: BaseException, file_name: str) -> str:
-    """What is wrong with a store file, without its path (YAML and OS errors carry it)."""
-    import yaml
-
-    if isinstance(error, json.JSONDecodeError):
-        return f"{file_name} is not valid JSON ({error.msg}, line {error.lineno})"
-    if isinstance(error, yaml.YAMLError):
-        mark = getattr(error, "problem_mark", None)
-        return f"{file_name} is not valid YAML" + (f" (line {mark.line + 1})" if mark else "")
-    if isinstance(error, OSError):
-        return f"{file_name} cannot be read ({error.strerror or type(error).__name__})"
-    return f"{file_name} cannot be read ({type(error).__name__})"
-
-
-def find(name: str) -> StoredModel | None:
-    """The latest stored version of `name`, None when there is none, or BrokenStoreEntry."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    registry.get(name)  # unknown names fail loudly, not as "missing"
-    try:
-        bento_model = bentoml.models.get(f"{name}:latest")
-    except NotFound:
-        return None
-    except Exception as exc:  # BentoML reads model.yaml here
-        raise BrokenStoreEntry(f"model {name}: {describe_store_error(exc, 'model.yaml')}"
-                               ) from exc
-    return StoredModel(bento_model)
-
-
-@dataclass(frozen=True)
-class StoreEntry:
-    """A registry model present in the store: its weights status, or BROKEN and why."""
-
-    status: str  # pretrained | random-init | broken
-    error: str | None = None
-
-
-def stored_entries() -> dict[str, StoreEntry]:
-    """Every registry model in the store, each read on its own (one damaged entry made
-    `bentoml.models.list()`, and so every listing, fail)."""
-    entries: dict[str, StoreEntry] = {}
-    for name in registry.all_specs():
-        try:
-            stored = find(name)
-        except BrokenStoreEntry as exc:
-            entries[name] = StoreEntry(BROKEN, str(exc))
-            continue
-        if stored is not None:
-            entries[name] = StoreEntry(stored.weights_status)
-    return entries
-
-
-def stored_status() -> dict[str, str]:
-    """Weight status of every stored variant: {name: pretrained | random-init | broken}."""
-    return {name: entry.status for name, entry in stored_entries().items()}

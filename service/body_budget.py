@@ -1,7 +1,7 @@
 """A bound on the request bodies held in memory by all requests together, and on how long a
 body may take to arrive.
 
-Each body was bounded (`max_body_bytes`, `service.rest.read_body`) but not their sum: 40
+Each body was bounded (`max_body_bytes`, `service.http_common.read_body`) but not their sum: 40
 connections each declaring 61 MiB and stalling after 60 MiB took the worker from 1.1 GB to
 3.5 GB, held for the 300 s request timeout (issue 14). `BodyBudgetMiddleware` counts the body
 bytes of every request in one `BodyBudget` of `max_body_bytes_in_flight`: a request that

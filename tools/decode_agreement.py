@@ -29,7 +29,7 @@ from datetime import date
 
 import numpy as np
 
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core.crops import crop_tensors, decode_side
 from service.core.decoding import DEFAULT_DCT_MARGIN, decode_image
@@ -88,8 +88,8 @@ def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN) -> dict
 
     results, served = [], []
     for model in models:
-        stored = store.find(model)
-        if stored is None or stored.weights_status != store.PRETRAINED:
+        stored = repository.find(model)
+        if stored is None or stored.weights_status != repository.PRETRAINED:
             print(f"skipping {model}: no real weights in the store", file=sys.stderr)
             continue
         spec = registry.get(model).input

@@ -1,5 +1,9 @@
-"""Client arguments, checked once for every protocol: JSON bodies (REST and OIP REST) and the
-scalar options of REST, OIP REST and OIP gRPC (top_k, crops, timeouts).
+"""Client arguments, parsed once for every protocol: JSON bodies (REST and OIP REST) and the
+options of REST (query strings, form fields, JSON), OIP REST and OIP gRPC (parameters) into
+the typed values of the data plane's requests (`service.core.requests`). Each kind of value
+has one parser here, whichever adapter calls it, so a wrong value gets the same message over
+every protocol; what a value means (top_k against the configured maximum, a family, an
+ensemble's members) is the data plane's to check.
 
 Python's json module is more lenient than JSON, and each leniency reached code that assumed
 otherwise and answered 500 (issue 14): it accepts NaN and Infinity, turns 1e400 into inf
@@ -189,3 +193,88 @@ def _shown(value: Any) -> str:
     """A client's value, shown in a message at a bounded length."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:60]}..."
+
+
+def optional_number(value: Any, name: str) -> float | None:
+    """A number option that may be absent (None or an empty form field)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(f"{name} must be a number, got {_shown(value)}") from None
+    if not math.isfinite(number):
+        raise InvalidArgument(f"{name} must be finite, got {_shown(value)}")
+    return number
+
+
+def flag_argument(value: Any, name: str) -> bool:
+    """A boolean option: a JSON boolean, or true/false/1/0/yes/no/on/off from a form, query
+    or OIP string parameter; absent is false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise InvalidArgument(f"{name} must be true or false, got {_shown(value)}")
+
+
+def timeout_argument(value: Any, name: str = "timeout_s") -> float | None:
+    """A client's timeout in seconds (absent: none), positive and finite."""
+    if value is None:
+        return None
+    seconds = finite_number(value, name)
+    if seconds <= 0:
+        raise InvalidArgument(f"{name} must be positive")
+    return seconds
+
+
+def optional_text(value: Any, name: str) -> str | None:
+    """A string option that may be absent."""
+    return None if value is None else text_argument(value, name)
+
+
+def model_argument(value: Any) -> str | None:
+    """A model name (absent: the default model)."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgument("model must be a string")
+    return value or None
+
+
+def name_list(value: Any, name: str) -> tuple[str, ...] | None:
+    """A list of names: a JSON list of strings, or one string of names separated by commas
+    (a form field, a query string, an OIP parameter)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{name} must be a list, got {type(value).__name__}")
+    if not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{name} must be a list of model names, got {_shown(value)}")
+    for item in value:
+        _check_text(item, name)
+    return tuple(value)
+
+
+def number_list(value: Any, name: str) -> tuple[float, ...] | None:
+    """A list of finite numbers: a JSON list, or one string of numbers separated by commas."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{name} must be a list, got {type(value).__name__}")
+    if any(isinstance(item, bool) for item in value):
+        raise InvalidArgument(f"{name} must be finite numbers, got {_shown(value)}")
+    try:
+        numbers = tuple(float(item) for item in value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(f"{name} must be numbers, got {_shown(value)}") from None
+    if not all(map(math.isfinite, numbers)):
+        raise InvalidArgument(f"{name} must be finite numbers, got {_shown(value)}")
+    return numbers

@@ -1,7 +1,7 @@
-"""The hostile-client catalogue of issue 14 (`service.attack`) against a real server on
+"""The hostile-client catalogue of issue 14 (`tools.attack`) against a real server on
 127.0.0.1, with limits small enough for the suite. Each attack must be refused as it should
 be, nothing may answer 500 or INTERNAL, /readyz and gRPC ServerLive must keep answering (a
-generous 2 s bound: a behaviour check, not a benchmark; `python -m service.attack` measures the
+generous 2 s bound: a behaviour check, not a benchmark; `python -m tools.attack` measures the
 p99 on a quiet machine), and memory and /metrics must stay bounded by the configuration."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import re
 import httpx
 import pytest
 
-from service import attack
-from service.attack import Outcome, Target
 from service.core.config import load_config
-from service.soak import worker_process
 from tests.integration.conftest import start_server, stop_server
+from tools import attack
+from tools.attack import Outcome, Target
+from tools.soak import worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,10 +16,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import ConvZooClient
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.errors import AuthenticationError, UnavailableError
 from clients.transport import RetryPolicy
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

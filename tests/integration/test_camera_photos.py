@@ -16,14 +16,20 @@ import numpy as np
 import pytest
 
 from clients.client import AsyncConvZooClient, ConvZooClient
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core import decoding
 from service.core.config import load_config, usable_cores
+from service.core.dataplane import DataPlane
 from service.core.decoding import decode_image
-from service.core.inference import InferenceCore
 from service.core.layout import candidate_layouts
 from service.core.postprocess import softmax
+from service.core.requests import (
+    ClassifyRequest,
+    EnsembleRequest,
+    MulticropRequest,
+    SelectRequest,
+)
 from tests.integration.conftest import start_server, stop_server
 from tools import photos
 
@@ -64,7 +70,7 @@ def test_the_served_12mp_answer_is_the_full_decoding_answer(http, name):
     import onnxruntime as ort
 
     spec = registry.get("efficientnet_lite0").input
-    session = ort.InferenceSession(str(store.find("efficientnet_lite0").onnx_path),
+    session = ort.InferenceSession(str(repository.find("efficientnet_lite0").onnx_path),
                                    providers=["CPUExecutionProvider"])
     full = softmax(session.run(None, {"input": preprocess(decode_image(at_12mp(name)),
                                                           spec)[None]})[0])[0]
@@ -89,20 +95,25 @@ async def test_each_endpoint_decodes_at_the_side_it_needs(monkeypatch, tmp_path)
     monkeypatch.setattr(decoding.ImageProbe, "decode", spy)
     config = load_config(tmp_path / "none.yaml", startup_models=(),
                          batching={"instances": 1})
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     photo = photos.camera_jpeg("chelsea", 3.0)
     lite = {n: registry.get(f"efficientnet_lite{n}").input.resize for n in range(3)}
     try:
-        await core.start()
-        await core.classify("efficientnet_lite1", [photo])
-        await core.multicrop("efficientnet_lite0", photo, crops=10)
-        await core.multicrop("efficientnet_lite0", photo, crops=144)
-        await core.ensemble(photo, models=["efficientnet_lite0", "efficientnet_lite2"])
-        await core.classify("lenet5", [photos.encode(photos.photo("page"), "PNG")])
-        selected = await core.select(photo, "efficientnet_lite", latency_budget_ms=10_000)
+        await plane.start()
+        await plane.classify(ClassifyRequest(images=(photo,), model="efficientnet_lite1"))
+        await plane.multicrop(MulticropRequest(images=(photo,), model="efficientnet_lite0",
+                                               crops=10))
+        await plane.multicrop(MulticropRequest(images=(photo,), model="efficientnet_lite0",
+                                               crops=144))
+        await plane.ensemble(EnsembleRequest(images=(photo,), models=(
+            "efficientnet_lite0", "efficientnet_lite2")))
+        await plane.classify(ClassifyRequest(
+            images=(photos.encode(photos.photo("page"), "PNG"),), model="lenet5"))
+        (selected,) = await plane.select(SelectRequest(
+            images=(photo,), family="efficientnet_lite", latency_budget_ms=10_000))
     finally:
-        await core.close()
-    chosen = registry.get(selected["model"]).input.resize
+        await plane.close()
+    chosen = registry.get(selected.model).input.resize
     assert asked == [lite[1], lite[0], round(lite[0] * 352 / 256), lite[2],
                      registry.get("lenet5").input.resize, chosen]
 
@@ -110,8 +121,8 @@ async def test_each_endpoint_decodes_at_the_side_it_needs(monkeypatch, tmp_path)
 def test_model_info_and_metadata_say_what_each_scheme_decodes_for(http, server):
     import grpc
 
-    from clients._proto import grpc_predict_v2_pb2 as pb
-    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from contract._proto import grpc_predict_v2_pb2 as pb
+    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
     sides = http.get("/models/efficientnet_lite0").json()["input"]["decode_sides"]
     assert sides == {"1": 256, "5": 256, "10": 256, "144": 352}

@@ -1,6 +1,6 @@
 """The bound on request bodies in flight and the body timeout, driven through the middleware
 with ASGI messages (a body can be made to stall between chunks), in front of a route that
-reads its body as ConvZoo's routes do (`service.rest.read_body`, errors through the one
+reads its body as ConvZoo's routes do (`service.http_common.read_body`, errors through the one
 status table)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from service.body_budget import BodyBudget, BodyBudgetMiddleware
 from service.core.errors import ServiceError
-from service.rest import error_response, read_body
+from service.http_common import error_response, read_body
 
 MAX_BODY = 100
 

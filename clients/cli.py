@@ -83,8 +83,10 @@ def tls_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"tls": True, "verify": ssl.create_default_context(cadata=pem.decode("ascii"))}
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
-         err: TextIO = sys.stderr) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    # The streams as they are when called (a test's capture), not when this was imported.
+    out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     try:
         with ConvZooClient(args.url, transport="grpc" if args.grpc else "rest",

@@ -2,11 +2,16 @@
 
 Every error the server returns, and every transport failure, is raised as a `ConvZooError`
 subclass carrying the HTTP status (REST) or the gRPC status code name (gRPC), the server's
-error code and its message. `retryable` marks the ones worth retrying after a pause: the
-server is unavailable (503, UNAVAILABLE, a refused connection) or overloaded.
+error code and its message. The class follows the server's error code (`contract.errors`,
+in REST's body and in gRPC's trailing metadata), so one error raises one class over either
+transport; the status decides only where no code came (a proxy's answer, gRPC's own limits).
+`retryable` marks the ones worth retrying after a pause: the server is unavailable (503,
+UNAVAILABLE, a refused connection) or overloaded.
 """
 
 from __future__ import annotations
+
+from contract.errors import ErrorCode
 
 
 class ConvZooError(Exception):
@@ -79,19 +84,42 @@ GRPC_ERRORS: dict[str, type[ConvZooError]] = {
 }
 
 
+# The server's error codes, whatever the transport.
+CODE_ERRORS: dict[str, type[ConvZooError]] = {
+    ErrorCode.INVALID_ARGUMENT: InvalidArgumentError,
+    ErrorCode.INVALID_IMAGE: InvalidArgumentError,
+    ErrorCode.IMAGE_TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.HEADER_TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.MODEL_NOT_FOUND: ModelNotFoundError,
+    ErrorCode.NO_VARIANT_FITS: NoVariantFitsError,
+    ErrorCode.OVERLOADED: OverloadedError,
+    ErrorCode.NOT_READY: UnavailableError,
+    ErrorCode.DEVICE_UNAVAILABLE: UnavailableError,
+    ErrorCode.TOO_MANY_CONNECTIONS: UnavailableError,
+    ErrorCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    # The request's body did not arrive in time (REST only).
+    ErrorCode.REQUEST_TIMEOUT: DeadlineExceededError,
+    ErrorCode.UNAUTHENTICATED: AuthenticationError,
+    ErrorCode.INTERNAL: ServerError,
+}
+
+
 def from_http(status: int, message: str, code: str | None = None,
               retry_after_s: float | None = None) -> ConvZooError:
-    cls = HTTP_ERRORS.get(status, ServerError if status >= 500 else ConvZooError)
-    if status == 503 and code == "overloaded":
-        cls = OverloadedError
+    cls = CODE_ERRORS.get(code) if code else None
+    if cls is None:
+        cls = HTTP_ERRORS.get(status, ServerError if status >= 500 else ConvZooError)
     return cls(message, status=status, code=code, retry_after_s=retry_after_s)
 
 
-def from_grpc(code_name: str, message: str, retry_after_s: float | None = None
-              ) -> ConvZooError:
-    if code_name == "RESOURCE_EXHAUSTED":
-        # The server marks a full queue with retry-after; otherwise the message was too big.
+def from_grpc(code_name: str, message: str, retry_after_s: float | None = None,
+              code: str | None = None) -> ConvZooError:
+    cls = CODE_ERRORS.get(code) if code else None
+    if cls is None and code_name == "RESOURCE_EXHAUSTED":
+        # The server marks a full queue with retry-after; otherwise the message was too big
+        # for gRPC itself, which sends no code.
         cls = OverloadedError if retry_after_s is not None else PayloadTooLargeError
-    else:
+    if cls is None:
         cls = GRPC_ERRORS.get(code_name, ServerError)
-    return cls(message, grpc_code=code_name, retry_after_s=retry_after_s)
+    return cls(message, grpc_code=code_name, code=code, retry_after_s=retry_after_s)

@@ -19,10 +19,27 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.errors import ConvZooError
 from clients.images import shrink_for_model
 from clients.results import ClassifyResult, DecodeNeeds, ModelInfo, Prediction
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract.oip import (
+    CHOSEN,
+    ENSEMBLE_MODEL,
+    IMAGE,
+    INDICES,
+    INPUT_DATATYPES,
+    LABELS,
+    OUTPUT_DATATYPES,
+    SCORES,
+    SELECT_MODEL,
+    TIMING_PREFIX,
+    WARNING,
+    WEIGHTS,
+    details_from_parameters,
+    parameter_value,
+    set_parameter,
+)
 
 T = TypeVar("T")
 
@@ -103,25 +120,10 @@ class RestProtocol:
 
 # --- gRPC (Open Inference Protocol) ------------------------------------------------------
 
-def set_parameter(target: Any, key: str, value: Any) -> None:
-    """A Python value into an OIP InferParameter map entry (lists as comma-separated text).
-    The service's codec writes its response parameters with it too."""
-    if isinstance(value, bool):
-        target[key].bool_param = value
-    elif isinstance(value, int):
-        target[key].int64_param = value
-    elif isinstance(value, float):
-        target[key].double_param = value
-    elif isinstance(value, (list, tuple)):
-        target[key].string_param = ",".join(str(v) for v in value)
-    else:
-        target[key].string_param = str(value)
-
-
 def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
                   ) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model or "")
-    tensor = request.inputs.add(name="IMAGE", datatype="BYTES", shape=[len(images)])
+    tensor = request.inputs.add(name=IMAGE, datatype=INPUT_DATATYPES[IMAGE], shape=[len(images)])
     tensor.contents.bytes_contents.extend(images)
     for key, value in parameters.items():
         if value is not None:
@@ -129,35 +131,33 @@ def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
     return request
 
 
-def _parameter(value: Any) -> Any:
-    choice = value.WhichOneof("parameter_choice")
-    return getattr(value, choice) if choice else None
-
-
 def results_from_infer(response: pb.ModelInferResponse) -> list[ClassifyResult]:
     """One ClassifyResult per image of a ModelInfer response (typed contents, as the SDK's
     requests get: raw output contents answer only raw inputs)."""
     outputs = {output.name: output for output in response.outputs}
-    missing = [n for n in ("SCORES", "INDICES", "LABELS") if n not in outputs]
+    missing = [n for n in OUTPUT_DATATYPES if n not in outputs]
     if missing:
         raise ConvZooError(f"ModelInfer response lacks output(s) {missing}")
-    rows, k = (list(outputs["SCORES"].shape) + [0, 0])[:2]
-    scores = list(outputs["SCORES"].contents.fp32_contents)
-    indices = list(outputs["INDICES"].contents.int64_contents)
-    labels = list(outputs["LABELS"].contents.bytes_contents)
+    rows, k = (list(outputs[SCORES].shape) + [0, 0])[:2]
+    scores = list(outputs[SCORES].contents.fp32_contents)
+    indices = list(outputs[INDICES].contents.int64_contents)
+    labels = list(outputs[LABELS].contents.bytes_contents)
     if not len(scores) == len(indices) == len(labels) == rows * k:
         raise ConvZooError(f"ModelInfer response has {len(scores)} scores, {len(indices)} "
                            f"indices and {len(labels)} labels for shape [{rows}, {k}]")
-    parameters = {key: _parameter(value) for key, value in response.parameters.items()}
-    timing = {key.split(".", 1)[1]: value for key, value in parameters.items()
-              if key.startswith("timing_ms.")}
-    details = {key: value for key, value in parameters.items()
-               if key not in ("weights", "warning") and not key.startswith("timing_ms.")}
+    parameters = {key: parameter_value(value) for key, value in response.parameters.items()}
+    timing = {key.removeprefix(TIMING_PREFIX): value for key, value in parameters.items()
+              if key.startswith(TIMING_PREFIX)}
+    # What a composite call adds, as REST's JSON has it (`chosen` repeats the selection's).
+    details = details_from_parameters({
+        key: value for key, value in parameters.items()
+        if key not in (WEIGHTS, WARNING, CHOSEN) and not key.startswith(TIMING_PREFIX)
+        and value is not None})
     return [ClassifyResult(
-        model=response.model_name, weights=str(parameters.get("weights", "unknown")),
+        model=response.model_name, weights=str(parameters.get(WEIGHTS, "unknown")),
         predictions=[Prediction(int(indices[j]), labels[j].decode(), float(scores[j]))
                      for j in range(row * k, (row + 1) * k)],
-        timing_ms=timing, warning=parameters.get("warning"), details=details)
+        timing_ms=timing, warning=parameters.get(WARNING), details=details)
         for row in range(rows)]
 
 
@@ -176,7 +176,8 @@ class GrpcProtocol:
                  weights: Sequence[float] | None, method: str, top_k: int, crops: int | None,
                  timeout_s: float | None) -> Operation[ClassifyResult]:
         response = yield GrpcCall("ModelInfer", infer_request(
-            "ensemble", [image], models=list(models) if models else None, ensemble=ensemble,
+            ENSEMBLE_MODEL, [image], models=list(models) if models else None,
+            ensemble=ensemble,
             weights=list(weights) if weights else None, method=method, top_k=top_k,
             crops=crops))
         return results_from_infer(response)[0]
@@ -191,7 +192,7 @@ class GrpcProtocol:
                min_top1: float | None, top_k: int, timeout_s: float | None
                ) -> Operation[ClassifyResult]:
         response = yield GrpcCall("ModelInfer", infer_request(
-            "select", [image], family=family,
+            SELECT_MODEL, [image], family=family,
             latency_budget_ms=None if latency_budget_ms is None else float(latency_budget_ms),
             min_top1=None if min_top1 is None else float(min_top1), top_k=top_k))
         return results_from_infer(response)[0]

@@ -18,10 +18,11 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ClassifyResult:
-    """One image's result. `model` is the model that ran it (the chosen variant for
-    `select`, the ensemble's name for `ensemble`); `weights` is "pretrained" or
-    "random-init" (then `warning` says the predictions are meaningless); `details` holds
-    what a particular endpoint adds (crops, ensemble members, the selection, ...)."""
+    """One image's result, the same over REST and gRPC. `model` is the model that ran it
+    (the chosen variant for `select`, the configured ensemble's name, or "ensemble", for
+    `ensemble`); `weights` is "pretrained" or "random-init" (then `warning` says the
+    predictions are meaningless); `details` holds what a particular call adds (crops, the
+    ensemble's members, the selection, ...), as the server's JSON has them."""
 
     model: str
     weights: str
@@ -42,12 +43,17 @@ class ClassifyResult:
             predictions=[Prediction(int(p["index"]), str(p["label"]), float(p["score"]))
                          for p in body.get("predictions", [])],
             timing_ms=dict(body.get("timing_ms") or {}), warning=body.get("warning"),
-            details={k: v for k, v in body.items() if k not in _RESULT_KEYS})
+            # A null detail is no detail, as over gRPC (whose parameters cannot be null).
+            details={k: v for k, v in body.items()
+                     if k not in _RESULT_KEYS and v is not None})
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model the server knows; `weights` is "pretrained", "random-init" or "missing"."""
+    """A model the server knows; `weights` is "pretrained", "random-init" or "missing".
+
+    The fields are the same over either transport; `details` holds what the transport's
+    listing adds (REST's `GET /models` describes much more than OIP's metadata)."""
 
     name: str
     family: str

@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import httpx
 
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.errors import (
     ConvZooError,
     DeadlineExceededError,
@@ -28,6 +27,8 @@ from clients.errors import (
     from_http,
 )
 from clients.protocol import GrpcCall, Operation, RestCall, T
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract.errors import ERROR_CODE_KEY, RETRY_AFTER_KEY
 
 MAX_ATTEMPTS_LIMIT = 10
 
@@ -204,11 +205,13 @@ class AsyncRestTransport:
 # --- gRPC ----------------------------------------------------------------------------------
 
 def _grpc_failure(exc: grpc.RpcError) -> ConvZooError:
-    # gRPC's errors are also grpc.Call objects: status code, details, trailing metadata.
-    code = exc.code()
-    retry_after = next((_seconds(value) for key, value in exc.trailing_metadata() or ()
-                        if key == "retry-after"), None)
-    return from_grpc(code.name, exc.details() or code.name, retry_after)
+    # gRPC's errors are also grpc.Call objects: status code, details, trailing metadata (the
+    # server's error code and Retry-After, contract.errors).
+    status = exc.code()
+    metadata = {key: value for key, value in exc.trailing_metadata() or ()
+                if isinstance(value, str)}
+    return from_grpc(status.name, exc.details() or status.name,
+                     _seconds(metadata.get(RETRY_AFTER_KEY)), metadata.get(ERROR_CODE_KEY))
 
 
 def grpc_channel_args(tls: bool, root_certificates: bytes | None, max_message_bytes: int

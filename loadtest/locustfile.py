@@ -16,7 +16,6 @@ form.
 from __future__ import annotations
 
 import base64
-import io
 import random
 import time
 from argparse import Namespace
@@ -63,21 +62,15 @@ def camera_photos(megapixels: tuple[float, ...]) -> tuple[Photo, ...]:
 
 def encode_photos() -> tuple[Photo, ...]:
     """Every photo at every web size in every format."""
-    from PIL import Image
-    from skimage import data
+    from tools import photos as bundled
 
     photos = []
     for name in PHOTOS:
-        original = Image.fromarray(getattr(data, name)())
         for long_side in LONG_SIDES:
-            scale = long_side / max(original.size)
-            size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
-            image = original.resize(size, Image.Resampling.BICUBIC)
+            image = bundled.at_longer_side(bundled.photo(name), long_side)
             for fmt, content_type, save_options in FORMATS:
-                buffer = io.BytesIO()
-                image.save(buffer, fmt, **save_options)
-                photos.append(Photo(f"{name}_{size[0]}x{size[1]}.{fmt.lower()}", content_type,
-                                    buffer.getvalue()))
+                photos.append(Photo(f"{name}_{image.width}x{image.height}.{fmt.lower()}",
+                                    content_type, bundled.encode(image, fmt, **save_options)))
     return tuple(photos)
 
 

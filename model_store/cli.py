@@ -35,11 +35,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from model_store import registry, store
+from model_store import registry, repository
 
 
 def _rows() -> list[dict]:
-    statuses = store.stored_status()
+    statuses = repository.stored_status()
     rows = []
     for spec in registry.all_specs().values():
         rows.append({
@@ -48,7 +48,7 @@ def _rows() -> list[dict]:
             "input": f"{spec.input.size}px",
             "labels": spec.labels,
             "published_top1": spec.published.top1 if spec.published else None,
-            "weights": statuses.get(spec.name, store.MISSING),
+            "weights": statuses.get(spec.name, repository.MISSING),
             "offline_source": spec.offline_source.format if spec.offline_source else None,
             "download": spec.download_source.url if spec.download_source else None,
         })
@@ -79,7 +79,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{row['name']:26} {row['family']:18} {row['input']:6} {top1:>6}  "
               f"{row['weights']:12} {row['offline_source'] or '-'}")
     counts = {s: sum(r["weights"] == s for r in rows)
-              for s in (store.PRETRAINED, store.RANDOM_INIT, store.MISSING)}
+              for s in (repository.PRETRAINED, repository.RANDOM_INIT, repository.MISSING)}
     print(f"\n{len(rows)} variants: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if user_rows:
         print(f"\n{'user model':26} {'backbone':22} {'classes':>7}  {'held-out':>8}  weights")
@@ -104,7 +104,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from model_store.profiling import profile
 
     spec = registry.get(args.name)
-    stored = store.find(spec.name)
+    stored = repository.find(spec.name)
     info = {
         "name": spec.name,
         "family": spec.family,
@@ -117,7 +117,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "published": asdict(spec.published) if spec.published else None,
         "computed": profile(spec),
         "stored": stored.record if stored else None,
-        "weights": stored.weights_status if stored else store.MISSING,
+        "weights": stored.weights_status if stored else repository.MISSING,
     }
     print(json.dumps(info, indent=2, default=str))
     return 0
@@ -177,7 +177,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from model_store.operations import verify
 
-    names = [args.name] if args.name else sorted(store.stored_status())
+    names = [args.name] if args.name else sorted(repository.stored_status())
     if not names:
         print("the model store holds no ConvZoo models; run `python -m model_store pull`",
               file=sys.stderr)
@@ -319,7 +319,7 @@ def build_parser(prog: str = "python -m model_store") -> argparse.ArgumentParser
 def main(argv: list[str] | None = None, prog: str = "python -m model_store") -> int:
     from model_store.home import use_store_home
     from model_store.registry import UnknownModel
-    from model_store.store import StoreError
+    from model_store.repository import StoreError
     from model_store.weights import WeightsError
 
     args = build_parser(prog).parse_args(argv)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # the store module imports torch; serving an fp16 variant must not
-    from model_store.store import StoredModel
+    from model_store.repository import StoredModel
 
 log = logging.getLogger("convzoo.fp16")
 
@@ -183,17 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="default: every model with real weights")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    from model_store import store
+    from model_store import repository
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = args.names or sorted(name for name, status in store.stored_status().items()
-                                 if status == store.PRETRAINED)
+    names = args.names or sorted(name for name, status in repository.stored_status().items()
+                                 if status == repository.PRETRAINED)
     rows = {}
     print("| model | inputs | top-1 agreement | top-5 agreement | largest probability "
           "change | largest logit difference |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in names:
-        stored = store.find(name)
+        stored = repository.find(name)
         if stored is None:
             print(f"{name}: not in the model store", file=sys.stderr)
             return 1

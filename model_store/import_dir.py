@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import TextIO
 
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.operations import import_file
 from model_store.sources import hub_file
 from model_store.specs import ModelSpec, WeightSource
@@ -92,7 +92,7 @@ def import_dir(folder: Path, force: bool = False, out: TextIO | None = None) -> 
     if not folder.is_dir():
         raise WeightsError(f"{folder}: no such folder")
     report = ImportReport()
-    statuses = store.stored_status()
+    statuses = repository.stored_status()
     seen: dict[str, Path] = {}
     for path in _files_under(folder):
         known = recognise(path)
@@ -104,7 +104,7 @@ def import_dir(folder: Path, force: bool = False, out: TextIO | None = None) -> 
         why_skip = None
         if spec.name in seen:
             why_skip = f"{spec.name} already came from {seen[spec.name]} in this folder"
-        elif not force and statuses.get(spec.name) == store.PRETRAINED:
+        elif not force and statuses.get(spec.name) == repository.PRETRAINED:
             why_skip = f"{spec.name} is already stored (--force re-imports)"
         if why_skip:
             report.skipped.append((path, why_skip))

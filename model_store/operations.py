@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_store import registry, store
+from model_store import registry, repository, store
 from model_store.acquire import DEFAULT_FETCH, FetchOptions, acquire
 from model_store.specs import ModelSpec, WeightSource
 from model_store.weights import (
@@ -96,7 +96,7 @@ def _train_and_store(spec: ModelSpec, progress: bool) -> str:
 
 
 def holds_real_weights(name: str) -> bool:
-    return store.stored_status().get(name) == store.PRETRAINED
+    return repository.stored_status().get(name) == repository.PRETRAINED
 
 
 def prune(names: list[str], keep: int = 1, dry_run: bool = False) -> list[str]:
@@ -129,7 +129,7 @@ def verify(name: str) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     spec = registry.get(name)
-    stored = store.find(name)
+    stored = repository.find(name)
     if stored is None:
         raise WeightsError(
             f"{name} is not in the model store; run `python -m model_store pull {name}`")

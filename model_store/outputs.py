@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from model_store.store import StoredModel
+    from model_store.repository import StoredModel
 
 LOGITS = "logits"
 FEATURES = "features"

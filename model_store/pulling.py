@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
-from model_store import caches, download, sources, store
+from model_store import caches, download, repository, sources
 from model_store.acquire import DEFAULT_FETCH, DOWNLOADED, FetchOptions
 from model_store.operations import (
     FROM_PACKAGE,
@@ -80,9 +80,10 @@ def _weights_from(found_in: str) -> str:
 
 def already_stored(specs: list[ModelSpec], random_init: bool) -> set[str]:
     """Variants `pull` leaves alone: real weights stored (or anything, for --random-init)."""
-    statuses = store.stored_status()
+    statuses = repository.stored_status()
     return {s.name for s in specs
-            if statuses.get(s.name) == store.PRETRAINED or (random_init and s.name in statuses)}
+            if statuses.get(s.name) == repository.PRETRAINED
+            or (random_init and s.name in statuses)}
 
 
 def plan(specs: list[ModelSpec], random_init: bool, source_format: str | None,

@@ -10,6 +10,7 @@ computed from the model (`model_store.profiling`) and checked against the publis
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import partial
 from types import MappingProxyType
@@ -23,6 +24,7 @@ from model_store.specs import (
     Published,
     WeightSource,
 )
+from model_store.torchvision_data import WEIGHTS_FILE
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _FROZEN = False
@@ -93,6 +95,7 @@ def _lenet5():
 
 
 # --- torchvision family: every figure comes from torchvision's own weights records -----------
+# (extracted into model_store/data/torchvision_weights.json: model_store.torchvision_data)
 
 # (name, family, paper, extra builder kwargs, training-only weight prefixes)
 _TORCHVISION_MODELS = [
@@ -134,14 +137,19 @@ _TORCHVISION_MODELS = [
 ]
 
 
-def _register_torchvision() -> None:
-    import torchvision.models as tvm
+TORCHVISION_NAMES = tuple(row[0] for row in _TORCHVISION_MODELS)
 
+
+def _register_torchvision() -> None:
+    # The records' figures, extracted from torchvision once (model_store.torchvision_data):
+    # registering must not import torch.
+    records = json.loads(WEIGHTS_FILE.read_text())
     for name, fam, paper, kwargs, training_only in _TORCHVISION_MODELS:
-        record = tvm.get_model_weights(name).IMAGENET1K_V1
-        transforms = record.transforms()
-        metrics = record.meta["_metrics"]["ImageNet-1K"]
-        file_name = record.url.rsplit("/", 1)[1]
+        if name not in records:
+            raise RuntimeError(f"{WEIGHTS_FILE.name} has no record for {name}: write it with "
+                               f"`python -m model_store.torchvision_data {name}`")
+        record = records[name]
+        file_name = record["url"].rsplit("/", 1)[1]
         # torchvision names its files <name>-<first 8 hex digits of the sha256>.pth
         sha_prefix = file_name.rsplit("-", 1)[1].split(".")[0]
         ladder = {}
@@ -155,28 +163,29 @@ def _register_torchvision() -> None:
                 family=fam,
                 build=partial(_torchvision, name, **kwargs),
                 input=InputSpec(
-                    size=transforms.crop_size[0],
-                    resize=transforms.resize_size[0],
-                    interpolation=transforms.interpolation.value,
-                    mean=tuple(transforms.mean),
-                    std=tuple(transforms.std),
+                    size=record["crop_size"],
+                    resize=record["resize_size"],
+                    interpolation=record["interpolation"],
+                    mean=tuple(record["mean"]),
+                    std=tuple(record["std"]),
                 ),
                 labels=IMAGENET_1K,
                 weights=(
                     WeightSource(
                         format="torchvision",
                         file_name=file_name,
-                        url=record.url,
+                        url=record["url"],
                         sha256_prefix=sha_prefix,
                     ),
                 ),
                 published=Published(
-                    source=f"torchvision weights record {record} ({record.meta['recipe']})",
-                    top1=metrics["acc@1"],
-                    top5=metrics["acc@5"],
-                    params_m=record.meta["num_params"] / 1e6,
+                    source=f"torchvision weights record {record['record']} "
+                           f"({record['recipe']})",
+                    top1=record["acc@1"],
+                    top5=record["acc@5"],
+                    params_m=record["num_params"] / 1e6,
                     # torchvision's "_ops" are GFLOPS counted as multiply-adds
-                    mult_adds_m=record.meta["_ops"] * 1e3,
+                    mult_adds_m=record["gflops"] * 1e3,
                 ),
                 paper=paper,
                 ladder=ladder,
@@ -366,7 +375,7 @@ def _register_timm_models() -> None:
 
 
 def _register_lenet5() -> None:
-    from model_store.architectures.lenet5 import LENET5_INPUT
+    from model_store.architectures.inputs import LENET5_INPUT
 
     register(
         ModelSpec(

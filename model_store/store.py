@@ -1,4 +1,5 @@
-"""Saving variants into BentoML's model store, with their ONNX export and metadata.
+"""Saving variants into BentoML's model store, with their ONNX export and metadata: the
+model repository's import side (its read side, torch-free, is `model_store.repository`).
 
 An import builds the variant, loads the state dict strictly, computes params and mult-adds,
 exports ONNX with a dynamic batch axis and two outputs, `logits` then `features`
@@ -22,25 +23,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_store import registry
 from model_store.features import FinalLayer, with_features
 from model_store.outputs import LOGITS, OUTPUTS
 from model_store.profiling import profile
+from model_store.repository import PRETRAINED, RANDOM_INIT, RECORD_FILE, StoreError
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from model_store.weights import sha256_of
 
-PRETRAINED = "pretrained"
-RANDOM_INIT = "random-init"
-FINE_TUNED = "fine-tuned"  # a user model: a registry backbone with a head trained here
-MISSING = "missing"
 ONNX_OPSET = 17
 # fp32 ORT vs PyTorch on the same graph: differences stay far below this on logits.
 PARITY_TOLERANCE = 1e-3
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 def parity_images(spec: ModelSpec) -> list[Image.Image]:
@@ -112,8 +105,8 @@ def save(
     """Build, load, export, check and store one variant; returns the BentoML tag.
 
     `state_dict=None` stores randomly initialised weights, marked `random-init`. A user
-    model (model_store.finetune) passes a spec of its own making, `status=FINE_TUNED` and
-    its model card in `extra`, which is merged into the record.
+    model (model_store.finetune) passes a spec of its own making, `status=FINE_TUNED` (from
+    model_store.repository) and its model card in `extra`, merged into the record.
     """
     import bentoml
     from safetensors.torch import save_file
@@ -165,7 +158,7 @@ def save(
             target = Path(stored.path)
             for produced in (onnx_path, weights_path):
                 shutil.copyfile(produced, target / produced.name)
-            (target / "convzoo.json").write_text(json.dumps(record, indent=2))
+            (target / RECORD_FILE).write_text(json.dumps(record, indent=2))
         return str(stored.tag)
 
 
@@ -176,53 +169,3 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_none(v) for v in value if v is not None]
     return value
-
-
-class StoredModel:
-    """A variant as found in BentoML's store."""
-
-    def __init__(self, bento_model):
-        self.bento_model = bento_model
-        self.path = Path(bento_model.path)
-        self.record: dict[str, Any] = json.loads((self.path / "convzoo.json").read_text())
-
-    @property
-    def tag(self) -> str:
-        return str(self.bento_model.tag)
-
-    @property
-    def weights_status(self) -> str:
-        return self.record["weights"]
-
-    @property
-    def onnx_path(self) -> Path:
-        return self.path / "model.onnx"
-
-    @property
-    def weights_path(self) -> Path:
-        return self.path / "weights.safetensors"
-
-
-def find(name: str) -> StoredModel | None:
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    registry.get(name)  # unknown names fail loudly, not as "missing"
-    try:
-        return StoredModel(bentoml.models.get(f"{name}:latest"))
-    except NotFound:
-        return None
-
-
-def stored_status() -> dict[str, str]:
-    """Weight status of every stored variant: {name: pretrained | random-init}."""
-    import bentoml
-
-    latest: dict[str, Any] = {}
-    for model in bentoml.models.list():
-        name = model.tag.name
-        if name in registry.all_specs() and (
-            name not in latest or model.creation_time > latest[name].creation_time
-        ):
-            latest[name] = model
-    return {name: m.info.labels.get("weights", MISSING) for name, m in latest.items()}

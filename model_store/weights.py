@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from model_store.home import resolve_store_home
 from model_store.specs import ModelSpec, WeightSource
+
+if TYPE_CHECKING:  # loading weights imports torch; checking digests does not
+    import torch
 
 
 class WeightsError(RuntimeError):
@@ -90,6 +92,8 @@ def verify_file(spec: ModelSpec, source: WeightSource, path: Path, pins: PinFile
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A plain state dict from .safetensors or .pth/.pt, without unpickling code."""
+    import torch
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -1,6 +1,6 @@
 """The accuracy/latency frontier of a family as a picture (PNG or SVG), for `GET /frontier`.
 
-Adapter-side: it draws the data `InferenceCore.frontier` returns and knows nothing about
+Adapter-side: it draws the data `DataPlane.frontier` returns and knows nothing about
 serving. Each variant is a point at (expected latency now, published top-1); the frontier is
 the line through the undominated ones, the most recent choice is ringed, and variants without
 real weights are grey (they are never chosen for real traffic). matplotlib is imported only

@@ -1,42 +1,75 @@
-"""Open Inference Protocol (KServe v2) tensors to and from what the inference core speaks.
+"""Open Inference Protocol (KServe v2) tensors to and from the data plane's requests and results.
 
 The one converters module of the OIP adapters: the gRPC servicer (`service.grpc`) and the OIP
-REST routes (`service.oip_rest`) turn their wire form into `Tensor`s here, `classify_call`
-says what to run, `run` runs it on the core and `output_tensors` turns the core's results back
-into tensors. It owns the signature every registry model has under OIP (input IMAGE, encoded
-image files as BYTES, or PIXELS, preprocessed FP32; outputs SCORES, INDICES, LABELS, each
-[batch, k]), the datatype table, the raw encodings (little-endian elements; BYTES elements
-each behind a 4-byte little-endian length) and the protobuf and JSON forms of tensors and
-parameters. Spec: https://github.com/kserve/open-inference-protocol
+REST routes (`service.oip_rest`) turn their wire form into `Tensor`s here, `infer_call` turns
+a ModelInfer request into the data plane's typed request (`service.core.requests`; checked
+against the signature before any work), and `output_tensors` and `response_parameters` turn
+the typed results back. It owns the signature every registry model has under OIP (input IMAGE,
+encoded image files as BYTES, or PIXELS, preprocessed FP32; outputs SCORES, INDICES, LABELS,
+each [batch, k]: names in `contract.oip`), the numpy side of the datatypes, the raw encodings
+(little-endian elements; BYTES elements each behind a 4-byte little-endian length) and the
+protobuf and JSON forms of tensors, parameters, metadata and the repository index. It runs
+nothing: the adapters call the data plane. Spec: https://github.com/kserve/open-inference-protocol
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import json
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients.protocol import set_parameter
-from model_store import store
-from service.core.crops import decode_sides
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract.oip import (
+    CALL_PARAMETERS,
+    CHOSEN,
+    CONVZOO_PARAMETERS,
+    DEFAULT_TOP_K,
+    ENSEMBLE_MODEL,
+    IMAGE,
+    INDICES,
+    INPUT_DATATYPES,
+    MODEL_VERSION,
+    OUTPUT_DATATYPES,
+    PIXELS,
+    SCORES,
+    SELECT_MODEL,
+    TIMING_PREFIX,
+    WARNING,
+    WEIGHTS,
+    detail_parameters,
+    parameters_from_proto,
+    set_parameter,
+)
+from service.core.arguments import (
+    flag_argument,
+    integer_argument,
+    name_list,
+    number_list,
+    optional_number,
+    optional_text,
+    timeout_argument,
+)
+from service.core.catalogue import IndexEntry, Signature
+from service.core.crops import check_crop_scheme
 from service.core.errors import InvalidArgument, ModelNotFound
-from service.core.inference import InferenceCore
+from service.core.requests import (
+    ClassifyRequest,
+    EnsembleRequest,
+    MulticropRequest,
+    PixelsRequest,
+    Request,
+    SelectRequest,
+    deadline_for,
+)
+from service.core.results import Classification, SelectResult
 
-IMAGE, PIXELS = "IMAGE", "PIXELS"
-SCORES, INDICES, LABELS = "SCORES", "INDICES", "LABELS"
-OUTPUT_DATATYPES = {SCORES: "FP32", INDICES: "INT64", LABELS: "BYTES"}
-MODEL_VERSION = "1"
-DEFAULT_TOP_K = 5
 SERVER_NAME = "convzoo"
 # RepositoryIndex is served, but not the rest of the model_repository extension (load,
 # unload), so that one is not claimed.
@@ -56,16 +89,9 @@ CONTENTS_FIELDS = {
     "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-# ConvZoo's composite features over OIP: multi-crop is the `crops` parameter of any model;
-# ensembles and selection are the pseudo-models "ensemble" and "select" (docs/grpc_oip.md).
-ENSEMBLE_MODEL = "ensemble"
-SELECT_MODEL = "select"
-CALL_PARAMETERS = {
-    None: ("top_k", "crops"),
-    ENSEMBLE_MODEL: ("top_k", "crops", "models", "ensemble", "method", "weights"),
-    SELECT_MODEL: ("top_k", "family", "latency_budget_ms", "min_top1", "allow_untrained"),
-}
-CONVZOO_PARAMETERS = frozenset(p for names in CALL_PARAMETERS.values() for p in names)
+# The models take one input and give three outputs: a request with thousands (10,000 inputs
+# made a 90 KB error, issue 14) is refused before any of them is converted or listed.
+MAX_INPUTS = 16
 _LENGTH = struct.Struct("<I")
 
 
@@ -80,18 +106,16 @@ class Tensor:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class ClassifyCall:
-    """What a ModelInfer request asks the core for: images or pixels, one model, top k."""
+@dataclass(frozen=True)
+class InferCall:
+    """What a ModelInfer request asks for: the data plane's request, and the outputs wanted
+    (in the order asked)."""
 
-    model: str | None
-    top_k: Any
+    request: Request
     outputs: list[str]
-    images: list[bytes] | None = None
-    pixels: np.ndarray | None = None
-    # "multicrop", "ensemble" or "select" with its keyword arguments; None: plain classify.
-    composite: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    # The model named (None: the default), for the metric label until the model that ran
+    # is known.
+    requested: str | None
 
 
 # --- raw encodings -----------------------------------------------------------------------
@@ -177,7 +201,7 @@ def tensor_from_elements(name: str, datatype: str, shape: Iterable[int],
     else:
         try:
             data = np.asarray(elements, dtype=dtype).ravel()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # 300 or inf as UINT8: Overflow
             raise InvalidArgument(f"input {name}: data is not {datatype}: {exc}") from None
     if data.size != count:
         raise InvalidArgument(f"input {name}: shape {list(shape)} holds {count} elements but "
@@ -203,76 +227,56 @@ def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)}
 
 
-def _check_version(name: str, version: str | None) -> None:
+def check_version(name: str, version: str | None) -> None:
     if version and version != MODEL_VERSION:
         raise ModelNotFound(f"model {name} has no version {version!r}; it has version "
                             f"{MODEL_VERSION}", model=name)
 
 
-def model_ready(core: InferenceCore, name: str, version: str | None = None) -> bool:
-    core.spec(name)
-    _check_version(name, version)
-    return name in core.engines
-
-
-def model_metadata(core: InferenceCore, name: str, version: str | None = None
-                   ) -> dict[str, Any]:
-    """A model's signature and properties; an empty name means the default model, as for
-    ModelInfer."""
-    name = name or core.config.default_model
-    spec = core.spec(name)
-    _check_version(name, version)
-    engine = core.engines.get(name)
-    size, channels = spec.input.size, spec.input.channels
-    weights = (engine.weights_status if engine
-               else core.stored_statuses().get(name, store.MISSING))
+def model_metadata(signature: Signature) -> dict[str, Any]:
+    """A model's OIP metadata: its signature and properties."""
+    size, channels = signature.input_size, signature.channels
     return {
-        "name": name,
+        "name": signature.name,
         "versions": [MODEL_VERSION],
-        "platform": engine.backend.name if engine else core.config.backend,
-        "inputs": [{"name": IMAGE, "datatype": "BYTES", "shape": [-1]},
-                   {"name": PIXELS, "datatype": "FP32", "shape": [-1, channels, size, size]}],
+        "platform": signature.platform,
+        "inputs": [{"name": IMAGE, "datatype": INPUT_DATATYPES[IMAGE], "shape": [-1]},
+                   {"name": PIXELS, "datatype": INPUT_DATATYPES[PIXELS],
+                    "shape": [-1, channels, size, size]}],
         # The second dimension is the request's top_k.
         "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]}
                     for n, d in OUTPUT_DATATYPES.items()],
-        "properties": {"family": spec.family, "labels": spec.labels,
-                       "num_classes": str(spec.num_classes), "input_size": str(size),
-                       "weights": weights,
+        "properties": {"family": signature.family, "labels": signature.labels,
+                       "num_classes": str(signature.num_classes), "input_size": str(size),
+                       "weights": signature.weights,
                        **{f"decode_side.{scheme}": str(side)
-                          for scheme, side in decode_sides(spec.input).items()}},
+                          for scheme, side in signature.decode_sides.items()}},
     }
 
 
-def repository_index(core: InferenceCore, ready_only: bool = False) -> list[dict[str, str]]:
-    index = []
-    for info in core.models():
-        if info["ready"]:
-            state, reason = "READY", ""
-        elif info["load_error"]:
-            state, reason = "UNAVAILABLE", info["load_error"]
-        elif info["weights"] == store.MISSING:
-            state, reason = "UNAVAILABLE", "no weights in the model store"
-        else:
-            state = "UNAVAILABLE"
-            reason = ("not loaded; loads on first request" if core.config.lazy_load
-                      else "not loaded and lazy loading is off")
-        if state == "READY" or not ready_only:
-            index.append({"name": info["name"], "version": MODEL_VERSION, "state": state,
-                          "reason": reason})
-    return index
+def repository_index(entries: list[IndexEntry]) -> list[dict[str, str]]:
+    return [{"name": entry.name, "version": MODEL_VERSION, "state": entry.state,
+             "reason": entry.reason} for entry in entries]
 
 
-# --- request -> core call -> response ----------------------------------------------------
+# --- request -> data-plane request; results -> response ----------------------------------
 
-def classify_call(core: InferenceCore, model: str, version: str | None, inputs: list[Tensor],
-                  parameters: dict[str, Any], outputs: list[str]) -> ClassifyCall:
+def infer_call(known_model: Callable[[str], object], model: str, version: str | None,
+               inputs: list[Tensor], parameters: dict[str, Any], outputs: list[str],
+               transport_timeout_s: float | None = None) -> InferCall:
     """Checks a ModelInfer request against the signature (before any work) and says what to
-    run; `outputs` are the requested output names, none meaning all of them."""
+    run; `outputs` are the requested output names, none meaning all of them;
+    `transport_timeout_s` is the transport's own bound (a gRPC deadline, OIP REST's header),
+    which the `timeout_s` parameter can only shorten. `known_model(name)` raises
+    ModelNotFound for an unknown model."""
     pseudo_model = model if model in (ENSEMBLE_MODEL, SELECT_MODEL) else None
     if model and not pseudo_model:
-        core.spec(model)  # an unknown model is NOT_FOUND, whatever else is wrong
+        known_model(model)  # an unknown model is NOT_FOUND, whatever else is wrong
     if model:
-        _check_version(model, version)
+        check_version(model, version)
+    if len(outputs) > MAX_INPUTS:
+        raise InvalidArgument(f"{len(outputs)} outputs requested; the outputs are "
+                              f"{', '.join(OUTPUT_DATATYPES)}")
     outputs = list(dict.fromkeys(outputs)) or list(OUTPUT_DATATYPES)
     unknown_outputs = [n for n in outputs if n not in OUTPUT_DATATYPES]
     if unknown_outputs:
@@ -285,9 +289,9 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
                               f"{model or '(default)'}; it takes {', '.join(allowed)} "
                               f"(ensembles: model {ENSEMBLE_MODEL!r}, selection: model "
                               f"{SELECT_MODEL!r})")
-    top_k = parameters.get("top_k", DEFAULT_TOP_K)
-    if isinstance(top_k, bool):
-        raise InvalidArgument(f"top_k must be an integer, got {top_k!r}")
+    # Parameters arrive typed (a gRPC double can be inf): parsed like REST's options.
+    top_k = integer_argument(parameters.get("top_k", DEFAULT_TOP_K), "top_k")
+    deadline = deadline_for(transport_timeout_s, timeout_argument(parameters.get("timeout_s")))
     names = [t.name for t in inputs]
     unknown = sorted(set(names) - {IMAGE, PIXELS})
     if unknown:
@@ -296,111 +300,99 @@ def classify_call(core: InferenceCore, model: str, version: str | None, inputs: 
     if len(inputs) != 1:
         raise InvalidArgument(f"send exactly one input, {IMAGE} or {PIXELS}; got {names}")
     tensor = inputs[0]
-    expected = "BYTES" if tensor.name == IMAGE else "FP32"
+    expected = INPUT_DATATYPES[tensor.name]
     if tensor.datatype != expected:
         raise InvalidArgument(f"input {tensor.name} must be {expected}, got {tensor.datatype}")
-    composite, options = _composite(pseudo_model, parameters)
-    if tensor.name == IMAGE:
-        return ClassifyCall(model or None, top_k, outputs,
-                            images=[bytes(e) for e in tensor.data.ravel()],
-                            composite=composite, options=options)
-    if composite:
-        raise InvalidArgument(f"{composite} takes encoded images ({IMAGE}), not {PIXELS}: "
-                              "each member or crop has its own preprocessing")
-    return ClassifyCall(model or None, top_k, outputs, pixels=tensor.data)
-
-
-def _composite(pseudo_model: str | None, parameters: dict[str, Any]
-               ) -> tuple[str | None, dict[str, Any]]:
-    """Which composite call the parameters ask for, with its keyword arguments."""
-    def listed(key: str) -> list[str] | None:
-        value = parameters.get(key)
-        return None if value is None else [v.strip() for v in str(value).split(",") if v.strip()]
-
+    common = {"top_k": top_k, "deadline": deadline}
+    if tensor.name == PIXELS:
+        if pseudo_model or "crops" in parameters:
+            what = pseudo_model or "multi-crop"
+            raise InvalidArgument(f"{what} takes encoded images ({IMAGE}), not {PIXELS}: "
+                                  "each member or crop has its own preprocessing")
+        return InferCall(PixelsRequest(pixels=tensor.data, model=model or None, **common),
+                         outputs, model or None)
+    images = tuple(bytes(e) for e in tensor.data.ravel())
     if pseudo_model == ENSEMBLE_MODEL:
-        return "ensemble", {"models": listed("models"), "ensemble": parameters.get("ensemble"),
-                            "weights": listed("weights"), "method": parameters.get("method"),
-                            "crops": parameters.get("crops", 1)}
+        request: Request = EnsembleRequest(
+            images=images, models=name_list(parameters.get("models"), "models"),
+            ensemble=optional_text(parameters.get("ensemble"), "ensemble"),
+            weights=number_list(parameters.get("weights"), "weights"),
+            method=optional_text(parameters.get("method"), "method"),
+            crops=_crops(parameters.get("crops", 1)), **common)
+        return InferCall(request, outputs, request.ensemble or ENSEMBLE_MODEL)
     if pseudo_model == SELECT_MODEL:
         if "family" not in parameters:
             raise InvalidArgument("model 'select' needs the parameter 'family'")
-        return "select", {key: parameters[key] for key in
-                          ("family", "latency_budget_ms", "min_top1", "allow_untrained")
-                          if key in parameters}
+        request = SelectRequest(
+            images=images, family=optional_text(parameters["family"], "family"),
+            latency_budget_ms=optional_number(parameters.get("latency_budget_ms"),
+                                              "latency_budget_ms"),
+            min_top1=optional_number(parameters.get("min_top1"), "min_top1"),
+            allow_untrained=flag_argument(parameters.get("allow_untrained"),
+                                          "allow_untrained"), **common)
+        return InferCall(request, outputs, SELECT_MODEL)
     if "crops" in parameters:
-        return "multicrop", {"crops": parameters["crops"]}
-    return None, {}
+        return InferCall(MulticropRequest(images=images, model=model or None,
+                                          crops=_crops(parameters["crops"]),
+                                          **common), outputs, model or None)
+    return InferCall(ClassifyRequest(images=images, model=model or None, **common), outputs,
+                     model or None)
 
 
-async def run(core: InferenceCore, call: ClassifyCall, deadline: float | None
-              ) -> list[dict[str, Any]]:
-    if call.pixels is not None:
-        return await core.classify_pixels(call.model, call.pixels, call.top_k, deadline)
-    if call.composite is None:
-        return await core.classify(call.model, call.images or [], call.top_k, deadline)
-    images = call.images or []
-    core.check_image_count(len(images))
-
-    async def one(image: bytes) -> dict[str, Any]:
-        if call.composite == "multicrop":
-            return await core.multicrop(call.model, image, call.options["crops"], call.top_k,
-                                        deadline)
-        if call.composite == "ensemble":
-            return await core.ensemble(image, k=call.top_k, deadline=deadline, **call.options)
-        return await core.select(image, k=call.top_k, deadline=deadline, **call.options)
-
-    return list(await asyncio.gather(*(one(image) for image in images)))
+def _crops(value: Any) -> int:
+    # An integer first: a gRPC double can be inf or NaN, which is said as such.
+    return check_crop_scheme(integer_argument(value, "crops"))
 
 
-def output_tensors(results: list[dict[str, Any]], names: list[str]) -> list[Tensor]:
+def output_tensors(results: list[Classification], names: list[str]) -> list[Tensor]:
     """The named outputs (of SCORES, INDICES, LABELS) of the results, in the order named."""
-    rows = [r["predictions"] for r in results]
+    rows = [r.predictions for r in results]
     shape = (len(rows), len(rows[0]) if rows else 0)
     tensors = []
     for name in names:
         if name == SCORES:
-            data = np.array([[p["score"] for p in row] for row in rows], dtype=np.float32)
+            data = np.array([[p.score for p in row] for row in rows], dtype=np.float32)
         elif name == INDICES:
-            data = np.array([[p["index"] for p in row] for row in rows], dtype=np.int64)
+            data = np.array([[p.index for p in row] for row in rows], dtype=np.int64)
         else:
             data = np.empty(shape, dtype=object)
             for i, row in enumerate(rows):
-                data[i, :] = [p["label"].encode() for p in row]
+                data[i, :] = [p.label.encode() for p in row]
         tensors.append(Tensor(name, OUTPUT_DATATYPES[name], shape, data.reshape(shape)))
     return tensors
 
 
-def response_parameters(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The weights status (pretrained or random-init), for random-init the warning, and the
-    request's stage timings as `timing_ms.<stage>` (OIP parameters are scalars)."""
+def response_parameters(results: list[Classification]) -> dict[str, Any]:
+    """The weights status (pretrained or random-init), for random-init the warning, what a
+    composite call adds (`details`: lists and objects as JSON text, contract.oip), and the
+    first image's stage timings as `timing_ms.<stage>` (OIP parameters are scalars)."""
     first = results[0]
-    parameters: dict[str, Any] = {"weights": first["weights"]}
-    if first.get("warning"):
-        parameters["warning"] = first["warning"]
-    # Composite calls: what was chosen or combined, as JSON (OIP parameters are scalars).
-    for key in ("crops", "members", "selection"):
-        if key in first:
-            parameters[key] = first[key] if key == "crops" else json.dumps(first[key])
-    if "selection" in first:
-        parameters["chosen"] = first["selection"]["chosen"]
-    for stage, value in first.get("timing_ms", {}).items():
-        parameters[f"timing_ms.{stage}"] = value
+    parameters: dict[str, Any] = {WEIGHTS: first.weights}
+    if first.warning:
+        parameters[WARNING] = first.warning
+    parameters.update(detail_parameters(first.details()))
+    if isinstance(first, SelectResult):
+        parameters[CHOSEN] = first.selection.chosen.name
+    for stage, value in first.timing_ms.items():
+        parameters[f"{TIMING_PREFIX}{stage}"] = value
     return parameters
 
 
 # --- protobuf form -----------------------------------------------------------------------
-
-def parameters_from_proto(parameters: Any) -> dict[str, Any]:
-    return {key: getattr(value, value.WhichOneof("parameter_choice"))
-            for key, value in parameters.items() if value.WhichOneof("parameter_choice")}
-
 
 def parameters_to_proto(values: dict[str, Any], target: Any) -> None:
     for key, value in values.items():
         set_parameter(target, key, value)
 
 
+def _check_input_count(count: int) -> None:
+    if count > MAX_INPUTS:
+        raise InvalidArgument(f"{count} inputs; send exactly one input, {IMAGE} (BYTES, "
+                              f"encoded image files) or {PIXELS} (FP32, preprocessed)")
+
+
 def inputs_from_proto(request: pb.ModelInferRequest) -> list[Tensor]:
+    _check_input_count(len(request.inputs))
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidArgument(f"raw_input_contents has {len(raw)} entries for "
@@ -425,7 +417,6 @@ def inputs_from_proto(request: pb.ModelInferRequest) -> list[Tensor]:
     return tensors
 
 
-
 def infer_response_to_proto(model: str, request_id: str, outputs: list[Tensor],
                             parameters: dict[str, Any], raw: bool) -> pb.ModelInferResponse:
     """Raw output contents answer raw inputs, as tritonclient (which sends raw) expects."""
@@ -444,6 +435,7 @@ def infer_response_to_proto(model: str, request_id: str, outputs: list[Tensor],
 
 
 def model_metadata_to_proto(info: dict[str, Any]) -> pb.ModelMetadataResponse:
+    """`model_metadata`'s dict as the protobuf response."""
     tensor = pb.ModelMetadataResponse.TensorMetadata
     return pb.ModelMetadataResponse(
         name=info["name"], versions=info["versions"], platform=info["platform"],
@@ -471,6 +463,7 @@ def inputs_from_json(body: dict[str, Any], binary: bytes) -> list[Tensor]:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidArgument("request needs a non-empty 'inputs' list")
+    _check_input_count(len(inputs))
     tensors, offset = [], 0
     for i, item in enumerate(inputs):
         if not isinstance(item, dict):

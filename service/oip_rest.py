@@ -1,12 +1,14 @@
 """Open Inference Protocol REST routes (`/v2/...`) on the HTTP port, for OIP HTTP clients.
 
-The same data plane as the gRPC servicer through the same converters (`service.oip_codec`)
-and core. Tensors are JSON (BYTES as strings; IMAGE elements as base64 strings, since image
-files are not text) or, with Triton's binary tensor data extension that tritonclient's HTTP
-client uses, raw bytes after the JSON header, whose length the `Inference-Header-Content-Length`
-header gives. Errors are the OIP error object `{"error": message}` (plus our `code`), with the
-HTTP status of the core's one table. As the specification says, readiness is the status code:
-200 when ready, 400 when not.
+The same data plane as the gRPC servicer through the same converters (`service.oip_codec`).
+Tensors are JSON (BYTES as strings; IMAGE elements as base64 strings, since image files are
+not text) or, with Triton's binary tensor data extension that tritonclient's HTTP client uses,
+raw bytes after the JSON header, whose length the `Inference-Header-Content-Length` header
+gives. A deadline comes from the `timeout_s` parameter or the `convzoo-timeout-s` header
+(`service.http_common`). Errors are the OIP error object `{"error": message}` (plus our
+`code`), with the HTTP status of the core's one table. As the specification says, readiness
+is the status code: 200 when ready, 400 when not. `OIP_ROUTES` describes every route, for the
+OpenAPI document too (`service.openapi`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -21,34 +24,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service import oip_codec as codec
+from service.core.dataplane import DataPlane
 from service.core.errors import InvalidArgument, ServiceError
-from service.core.inference import InferenceCore
-from service.rest import error_response, json_object, read_body
+from service.http_common import (
+    internal_error_response,
+    json_object,
+    oip_error_response,
+    read_body,
+    timeout_header,
+)
 
 log = logging.getLogger("convzoo.oip_rest")
 
 HEADER_LENGTH = "inference-header-content-length"
+ENDPOINT = "oip_rest_infer"  # the metric label of inference requests
+
+Handler = Callable[[Request, DataPlane], Awaitable[Response]]
 
 
-def oip_error(error: ServiceError) -> JSONResponse:
-    """REST's error response (status from the one table, Retry-After), with OIP's body."""
-    response = error_response(error)
-    return JSONResponse({"error": error.message, "code": error.code},
-                        status_code=response.status_code,
-                        headers={k: v for k, v in response.headers.items() if k == "retry-after"})
-
-
-def handler(fn: Callable[[Request, InferenceCore], Awaitable[Response]]
-            ) -> Callable[[Request], Awaitable[Response]]:
+def handler(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def route(request: Request) -> Response:
         try:
-            return await fn(request, request.app.state.core)
+            return await fn(request, request.app.state.plane)
         except ServiceError as error:
-            return oip_error(error)
+            return oip_error_response(error)
         except Exception:
             log.exception("unexpected error in %s", request.url.path)
-            return JSONResponse({"error": "internal error; see the server log",
-                                 "code": "internal"}, status_code=500)
+            return internal_error_response(oip=True)
 
     return route
 
@@ -57,42 +59,41 @@ def _ready(name: str, ready: bool) -> JSONResponse:
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
 
 
-async def server_metadata(request: Request, core: InferenceCore) -> Response:
+async def server_metadata(request: Request, plane: DataPlane) -> Response:
     return JSONResponse(codec.server_metadata())
 
 
-async def live(request: Request, core: InferenceCore) -> Response:
+async def live(request: Request, plane: DataPlane) -> Response:
     return JSONResponse({"live": True})
 
 
-async def ready(request: Request, core: InferenceCore) -> Response:
-    return JSONResponse({"ready": core.ready}, status_code=200 if core.ready else 400)
+async def ready(request: Request, plane: DataPlane) -> Response:
+    return JSONResponse({"ready": plane.ready}, status_code=200 if plane.ready else 400)
 
 
-async def model_metadata(request: Request, core: InferenceCore) -> Response:
+async def model_metadata(request: Request, plane: DataPlane) -> Response:
     params = request.path_params
-    return JSONResponse(codec.model_metadata(core, params["name"], params.get("version")))
+    signature = plane.signature(params["name"])
+    codec.check_version(params["name"], params.get("version"))
+    return JSONResponse(codec.model_metadata(signature))
 
 
-async def model_ready(request: Request, core: InferenceCore) -> Response:
+async def model_ready(request: Request, plane: DataPlane) -> Response:
     params = request.path_params
-    return _ready(params["name"],
-                  codec.model_ready(core, params["name"], params.get("version")))
+    loaded = plane.model_ready(params["name"])
+    codec.check_version(params["name"], params.get("version"))
+    return _ready(params["name"], loaded)
 
 
-async def repository_index(request: Request, core: InferenceCore) -> Response:
-    body = await read_body(request, core.config.body_limit_bytes)
-    try:
-        options = json.loads(body) if body.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"repository index request is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise InvalidArgument("repository index request must be a JSON object")
-    return JSONResponse(codec.repository_index(core, bool(options.get("ready", False))))
+async def repository_index(request: Request, plane: DataPlane) -> Response:
+    body = await read_body(request, plane.config.body_limit_bytes)
+    options = await json_object(body, "repository index request") if body.strip() else {}
+    entries = plane.repository_index(bool(options.get("ready", False)))
+    return JSONResponse(codec.repository_index(entries))
 
 
-async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[str, Any], bytes]:
-    body = await read_body(request, core.config.body_limit_bytes)
+async def _json_and_binary(request: Request, plane: DataPlane) -> tuple[dict[str, Any], bytes]:
+    body = await read_body(request, plane.config.body_limit_bytes)
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):
@@ -101,21 +102,23 @@ async def _json_and_binary(request: Request, core: InferenceCore) -> tuple[dict[
         body, binary = body[:int(header_length)], body[int(header_length):]
     else:
         binary = b""
-    return json_object(body, "inference request"), binary
+    return await json_object(body, "inference request"), binary
 
 
-async def infer(request: Request, core: InferenceCore) -> Response:
+async def infer(request: Request, plane: DataPlane) -> Response:
     params = request.path_params
-    async with core.observe("oip_rest_infer", params["name"]):
-        payload, binary = await _json_and_binary(request, core)
+    async with plane.observe(ENDPOINT, params["name"]) as observation:
+        payload, binary = await _json_and_binary(request, plane)
         outputs, binary_outputs = codec.requested_outputs_from_json(payload)
-        call = codec.classify_call(core, params["name"], params.get("version"),
-                                   codec.inputs_from_json(payload, binary),
-                                   codec.parameters_from_json(payload), outputs)
-        results = await codec.run(core, call, None)
+        call = codec.infer_call(plane.spec, params["name"], params.get("version"),
+                                codec.inputs_from_json(payload, binary),
+                                codec.parameters_from_json(payload), outputs,
+                                timeout_header(request))
+        observation.label = call.requested
+        results = await plane.answer(call.request)
+        observation.ran(results)
         body, binary_out = codec.infer_response_to_json(
-            call.model or results[0]["model"], payload.get("id"),
-            codec.output_tensors(results, call.outputs),
+            results[0].model, payload.get("id"), codec.output_tensors(results, call.outputs),
             codec.response_parameters(results), binary_outputs)
     header = json.dumps(body, separators=(",", ":")).encode()
     if not binary_out:
@@ -124,19 +127,37 @@ async def infer(request: Request, core: InferenceCore) -> Response:
                     headers={"Inference-Header-Content-Length": str(len(header))})
 
 
+@dataclass(frozen=True)
+class OipRoute:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    result_schema: str  # the OpenAPI schema of a 200's body (service.openapi)
+    body: str | None = None  # "json" (an optional JSON object) or "infer"
+    errors: tuple[int, ...] = ()
+
+
+MODEL_PREFIXES = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+_INFER_ERRORS = (400, 404, 408, 413, 503, 504)
+
+OIP_ROUTES: tuple[OipRoute, ...] = (
+    OipRoute("get", "/v2", "OIP server metadata", server_metadata, "ServerMetadata"),
+    OipRoute("get", "/v2/health/live", "OIP liveness", live, "Live"),
+    OipRoute("get", "/v2/health/ready", "OIP readiness (400 when not ready)", ready, "Ready",
+             errors=(400,)),
+    OipRoute("post", "/v2/repository/index", "OIP model repository index", repository_index,
+             "RepositoryIndex", body="json", errors=(400, 408, 413, 503)),
+    *(route for prefix in MODEL_PREFIXES for route in (
+        OipRoute("get", prefix, "OIP model metadata", model_metadata, "ModelMetadata",
+                 errors=(404,)),
+        OipRoute("get", f"{prefix}/ready", "OIP model readiness (400 when not ready)",
+                 model_ready, "ModelReady", errors=(400, 404)),
+        OipRoute("post", f"{prefix}/infer", "OIP inference", infer, "InferResponse",
+                 body="infer", errors=_INFER_ERRORS))),
+)
+
+
 def oip_routes() -> list[Route]:
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
-    routes = [
-        Route("/v2", handler(server_metadata), methods=["GET"]),
-        Route("/v2/health/live", handler(live), methods=["GET"]),
-        Route("/v2/health/ready", handler(ready), methods=["GET"]),
-        Route("/v2/repository/index", handler(repository_index), methods=["POST"]),
-    ]
-    for prefix in (model, versioned):
-        routes += [
-            Route(prefix, handler(model_metadata), methods=["GET"]),
-            Route(f"{prefix}/ready", handler(model_ready), methods=["GET"]),
-            Route(f"{prefix}/infer", handler(infer), methods=["POST"]),
-        ]
-    return routes
+    return [Route(route.path, handler(route.handler), methods=[route.method.upper()])
+            for route in OIP_ROUTES]

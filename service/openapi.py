@@ -1,11 +1,13 @@
-"""The OpenAPI 3 description of the REST API, served at `GET /openapi.json`.
+"""The OpenAPI 3 description of the HTTP API, served at `GET /openapi.json`.
 
-It is generated from two tables: `OPTIONS`, the options the image endpoints take (in the query,
-as multipart form fields or as JSON keys), and `OPERATIONS`, one row per route with its request
-body kind, options, success schema and the error statuses the core's table can give it. The
-`/v2` rows come from the same loop over the plain and versioned prefixes as `service.oip_rest`.
-A unit test checks that every Starlette route is described and nothing else is; the REST fuzz
-test (schemathesis) generates its requests from this document.
+It is generated from the routes themselves: REST's image routes (`service.rest.IMAGE_ROUTES`)
+with the pydantic models of their options (`service.rest_requests`: each option's schema and
+description, taken in the query, as multipart form fields or as JSON keys), the frontier's
+query model, and the OIP REST routes (`service.oip_rest.OIP_ROUTES`); the response bodies are
+the schemas of `SCHEMAS`. An option added to a model, or a route added to a table, is in the
+document with nothing else to edit. A unit test checks that every Starlette route is
+described and nothing else is; the REST fuzz test (schemathesis) generates its requests from
+this document.
 """
 
 from __future__ import annotations
@@ -15,39 +17,31 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from service.core.crops import CROP_SCHEMES
-from service.core.ensemble import METHODS
 from service.frontier_plot import PLOT_FORMATS
+from service.oip_rest import OIP_ROUTES
+from service.rest import IMAGE_ROUTES
+from service.rest_requests import FrontierQuery
 
 OPENAPI_VERSION = "3.0.3"
 
 _STRING = {"type": "string"}
 _NUMBER = {"type": "number"}
 _FLAG = {"type": "boolean"}
-_NAMES = {"type": "string", "description": "a JSON list, or names separated by commas"}
 # Model names and versions: what a path segment can carry unescaped.
 _PATH_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
 
-# name: (schema, description)
-OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
-    "model": (_STRING, "model name (GET /models lists them); default: the default model"),
-    "top_k": ({"type": "integer", "minimum": 1}, "classes returned per image (default 5)"),
-    "timeout_s": ({"type": "number", "minimum": 0.001},
-                  "deadline in seconds: work still queued past it is dropped (504)"),
-    "crops": ({"type": "integer", "enum": list(CROP_SCHEMES)}, "crop scheme"),
-    "models": (_NAMES, "ensemble members"),
-    "ensemble": (_STRING, "a configured ensemble's name"),
-    "weights": (_NAMES, "one weight per member"),
-    "method": ({"type": "string", "enum": list(METHODS)}, "how member probabilities combine"),
-    "family": (_STRING, "model family, e.g. mobilenet_v1"),
-    "latency_budget_ms": (_NUMBER, "the most accurate variant within this latency"),
-    "min_top1": (_NUMBER, "the fastest variant at least this accurate (top-1, percent)"),
-    "allow_untrained": (_FLAG, "let random-init variants be chosen"),
-    "format": ({"type": "string", "enum": ["json", *PLOT_FORMATS]}, "response format"),
-}
+
+def option_schemas(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each option of a request model: its schema and description, as the model declares."""
+    properties = model.model_json_schema()["properties"]
+    return {name: {key: value for key, value in schema.items()
+                   if key != "title" and not (key == "default" and value is None)}
+            for name, schema in properties.items()}
 
 
 def _object(required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
@@ -78,8 +72,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                               crops={"type": "integer"}, selection={"type": "object"}),
     "Batch": _object(("model", "weights", "results"), model=_STRING, weights=_STRING,
                      results={"type": "array", "items": _ref("Classification")}),
-    "Ensemble": _object(("models", "method", "predictions", "members"),
-                        ensemble={"type": "string", "nullable": True},
+    "Ensemble": _object(("model", "models", "method", "predictions", "members"),
+                        model=_STRING, ensemble={"type": "string", "nullable": True},
                         models={"type": "array", "items": _STRING}, method=_STRING,
                         predictions={"type": "array", "items": _PREDICTION},
                         members={"type": "array", "items": _ref("Classification")}),
@@ -114,9 +108,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 STATUS_TEXT = {200: "OK", 400: "Invalid request (or, for OIP readiness, not ready)",
                401: "Missing or invalid API key (when keys are configured)",
-               404: "No such model, or no weights for it", 413: "Body or image too large",
-               422: "No variant fits the budget", 503: "Overloaded (see Retry-After) or "
-               "model not ready", 504: "Deadline passed while queued"}
+               404: "No such model, or no weights for it",
+               408: "Request body not received within body_timeout_s",
+               413: "Body or image too large", 422: "No variant fits the budget",
+               503: "Overloaded, or request bodies in flight at their bound (see "
+               "Retry-After), or model not ready", 504: "Deadline passed while queued"}
 
 
 @dataclass(frozen=True)
@@ -126,55 +122,32 @@ class Operation:
     summary: str
     ok: str  # schema name of the 200 response
     body: str | None = None  # "images", "image", "json" or "infer"
-    options: tuple[str, ...] = ()
+    options: dict[str, dict[str, Any]] | None = None  # name: schema (query and body)
     errors: tuple[int, ...] = (400,)
     oip: bool = False  # OIP error bodies
 
 
-_IMAGE_ERRORS = (400, 404, 413, 503, 504)
-_CLASSIFY = ("model", "top_k", "timeout_s")
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation("post", "/classify", "Classify one image", "Classification", "image",
-              _CLASSIFY, _IMAGE_ERRORS),
-    Operation("post", "/classify_batch", "Classify several images as one batch", "Batch",
-              "images", _CLASSIFY, _IMAGE_ERRORS),
-    Operation("post", "/multicrop", "Classify one image averaged over crops",
-              "Classification", "image", (*_CLASSIFY, "crops"), _IMAGE_ERRORS),
-    Operation("post", "/ensemble", "Classify one image with several models combined",
-              "Ensemble", "image", ("models", "ensemble", "weights", "method", "top_k",
-                                    "crops", "timeout_s"), _IMAGE_ERRORS),
-    Operation("post", "/select", "Classify with the family variant that fits a budget",
-              "Classification", "image", ("family", "latency_budget_ms", "min_top1", "top_k",
-                                          "allow_untrained", "timeout_s"),
-              (*_IMAGE_ERRORS, 422)),
-    Operation("get", "/frontier", "A family's accuracy/latency frontier", "Frontier",
-              options=("family", "format", "allow_untrained"), errors=(400, 404, 503)),
-    Operation("get", "/models", "Every registry model and its state", "Models", errors=()),
-    Operation("post", "/models", "Every registry model and its state", "Models", errors=()),
-    Operation("get", "/models/{name}", "One model's description", "ModelInfo",
-              errors=(404,)),
-    Operation("get", "/openapi.json", "This document", "OpenAPI", errors=()),
-    Operation("get", "/v2", "OIP server metadata", "ServerMetadata", errors=(), oip=True),
-    Operation("get", "/v2/health/live", "OIP liveness", "Live", errors=(), oip=True),
-    Operation("get", "/v2/health/ready", "OIP readiness (400 when not ready)", "Ready",
-              errors=(400,), oip=True),
-    Operation("post", "/v2/repository/index", "OIP model repository index",
-              "RepositoryIndex", "json", errors=(400, 413), oip=True),
-    *(operation for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
-      for operation in (
-          Operation("get", prefix, "OIP model metadata", "ModelMetadata", errors=(404,),
-                    oip=True),
-          Operation("get", f"{prefix}/ready", "OIP model readiness (400 when not ready)",
-                    "ModelReady", errors=(400, 404), oip=True),
-          Operation("post", f"{prefix}/infer", "OIP inference", "InferResponse", "infer",
-                    errors=_IMAGE_ERRORS, oip=True))),
-)
+_IMAGE_ERRORS = (400, 404, 408, 413, 503, 504)
 
 
-def _option_schema(name: str) -> dict[str, Any]:
-    schema, description = OPTIONS[name]
-    return {**schema, "description": description}
+def operations() -> tuple[Operation, ...]:
+    """Every route of the HTTP API, from the routes' own tables."""
+    return (
+        *(Operation("post", route.path, route.summary, route.result_schema,
+                    "images" if route.several_images else "image",
+                    option_schemas(route.options), (*_IMAGE_ERRORS, *route.errors))
+          for route in IMAGE_ROUTES),
+        Operation("get", "/frontier", "A family's accuracy/latency frontier", "Frontier",
+                  options=option_schemas(FrontierQuery), errors=(400, 404, 503)),
+        Operation("get", "/models", "Every registry model and its state", "Models", errors=()),
+        Operation("post", "/models", "Every registry model and its state", "Models",
+                  errors=()),
+        Operation("get", "/models/{name}", "One model's description", "ModelInfo",
+                  errors=(404,)),
+        Operation("get", "/openapi.json", "This document", "OpenAPI", errors=()),
+        *(Operation(route.method, route.path, route.summary, route.result_schema, route.body,
+                    errors=route.errors, oip=True) for route in OIP_ROUTES),
+    )
 
 
 def _request_body(operation: Operation) -> dict[str, Any] | None:
@@ -186,7 +159,7 @@ def _request_body(operation: Operation) -> dict[str, Any] | None:
     if operation.body == "json":
         return {"required": False, "content": {"application/json": {
             "schema": _object(ready=_FLAG)}}}
-    options = {name: _option_schema(name) for name in operation.options}
+    options = operation.options or {}
     binary = {"type": "string", "format": "binary"}
     base64 = {"type": "string", "format": "byte", "description": "base64 (or a data URL)"}
     field = operation.body  # "image" (exactly one) or "images" (one or more)
@@ -224,9 +197,8 @@ def _responses(operation: Operation, auth: bool) -> dict[str, Any]:
 def _operation(operation: Operation, auth: bool) -> dict[str, Any]:
     parameters = [{"name": name, "in": "path", "required": True, "schema": _PATH_NAME}
                   for name in re.findall(r"{(\w+)}", operation.path)]
-    parameters += [{"name": name, "in": "query", "required": False,
-                    "schema": _option_schema(name)}
-                   for name in operation.options]
+    parameters += [{"name": name, "in": "query", "required": False, "schema": schema}
+                   for name, schema in (operation.options or {}).items()]
     spec: dict[str, Any] = {
         "summary": operation.summary,
         "operationId": f"{operation.method}_{re.sub(r'[^a-z0-9]+', '_', operation.path)}"
@@ -246,7 +218,7 @@ def openapi_schema(auth: bool = False) -> dict[str, Any]:
     """The document; with `auth`, the key schemes and 401s (the open paths are not routes of
     this API: BentoML serves /livez, /readyz and /metrics)."""
     paths: dict[str, dict[str, Any]] = {}
-    for operation in OPERATIONS:
+    for operation in operations():
         paths.setdefault(operation.path, {})[operation.method] = _operation(operation, auth)
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
@@ -265,5 +237,9 @@ def openapi_schema(auth: bool = False) -> dict[str, Any]:
 
 
 async def openapi_document(request: Request) -> JSONResponse:
-    config = request.app.state.core.config
+    config = request.app.state.plane.config
     return JSONResponse(openapi_schema(auth=bool(config.api_keys or config.api_keys_file)))
+
+
+def openapi_routes() -> list[Route]:
+    return [Route("/openapi.json", openapi_document, methods=["GET"])]

@@ -1,9 +1,14 @@
-"""REST adapter: HTTP requests in, inference core calls, JSON out.
+"""The REST adapter: HTTP requests in, data-plane requests out, JSON back.
 
-Each endpoint converts its request (multipart file fields, base64 in JSON, or a raw image
-body), calls the core, and maps domain errors through the core's one status table. It is a
-Starlette app mounted into the BentoML service (BentoML keeps /livez, /readyz, /metrics):
-plain routes give GET endpoints, path parameters and full control of error bodies.
+Each image route is one row of `IMAGE_ROUTES`: its path, its options model
+(`service.rest_requests`), how many images it takes and which data-plane call answers it.
+`rest_routes` makes the Starlette routes from the rows, and `service.openapi` makes the
+OpenAPI document from the same rows, so neither can drift from the other. An image route
+reads the body within its limits (`service.http_common`), takes the images from it (multipart
+`image`/`images` files, base64 `image`/`images` in JSON, or a raw image body) and the options
+from the query, the form fields or the JSON keys, and maps errors through the core's one
+status table. The routes are mounted into the BentoML service, which keeps /livez, /readyz
+and /metrics.
 """
 
 from __future__ import annotations
@@ -11,53 +16,41 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
-import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from service.core.errors import (
-    InvalidArgument,
-    Overloaded,
-    PayloadTooLarge,
-    ServiceError,
-    http_status,
+from service.core.dataplane import DataPlane
+from service.core.errors import InvalidArgument, ServiceError
+from service.frontier_plot import render_frontier
+from service.http_common import (
+    error_response,
+    internal_error_response,
+    json_object,
+    read_body,
+    replayed,
 )
-from service.core.inference import InferenceCore
-from service.frontier_plot import check_format, render_frontier
-from service.openapi import openapi_document
+from service.rest_requests import (
+    ClassifyOptions,
+    EnsembleOptions,
+    FrontierQuery,
+    MulticropOptions,
+    Options,
+    SelectOptions,
+    parse_options,
+)
 
 log = logging.getLogger("convzoo.rest")
 
 IMAGE_FIELDS = ("image", "images")
-
-
-class ParsedRequest:
-    """Images and options of a request, whatever its encoding."""
-
-    def __init__(self, images: list[bytes], options: dict[str, Any]):
-        self.images = images
-        self.options = options
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.options.get(key, default)
-
-    def get_list(self, key: str) -> list[str] | None:
-        """A list option: a JSON list, repeated form fields, or one comma-separated value."""
-        value = self.options.get(key)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise InvalidArgument(f"{key} must be a list, got {type(value).__name__}")
-        return value
+# Form fields that may repeat, joined as one comma-separated list.
+LIST_FIELDS = ("models", "weights")
 
 
 def _b64(value: Any, field: str) -> bytes:
@@ -71,46 +64,18 @@ def _b64(value: Any, field: str) -> bytes:
         raise InvalidArgument(f"{field}: not valid base64") from None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` bytes: a declared length is
-    checked before reading, and a chunked upload (no Content-Length) is counted as it streams,
-    so that an endless body is never held in memory."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    # Starlette's body() and form() read from `_body` once it is set: they see what we read.
-    request._body = b"".join(chunks)
-    return request._body
-
-
-def json_object(body: bytes, what: str) -> dict[str, Any]:
-    """`body` parsed as a JSON object, or a 400 saying what is wrong with `what`."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidArgument(f"{what} must be a JSON object")
-    return payload
-
-
-async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
-    limit = core.config.body_limit_bytes
-    body = await read_body(request, limit)
+async def images_and_options(request: Request, plane: DataPlane
+                             ) -> tuple[tuple[bytes, ...], dict[str, Any]]:
+    """The images of a request, whatever its encoding, and its options as sent."""
+    config = plane.config
+    body = await read_body(request, config.body_limit_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     options: dict[str, Any] = dict(request.query_params)
     images: list[bytes] = []
     if content_type == "multipart/form-data":
         try:  # parses the body read above
-            form = await request.form(max_files=core.config.max_images_per_request + 1,
-                                      max_fields=100)
+            form = await replayed(request, body).form(
+                max_files=config.max_images_per_request + 1, max_fields=100)
         except Exception as exc:
             raise InvalidArgument(f"malformed multipart body: {exc}") from None
         for key, value in form.multi_items():
@@ -119,7 +84,7 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
                     raise InvalidArgument(f"unexpected file field {key!r}; send images as "
                                           "'image' (or several 'images')")
                 images.append(await value.read())
-            elif key in options and key in ("models", "weights"):
+            elif key in options and key in LIST_FIELDS:
                 options[key] = f"{options[key]},{value}"
             else:
                 options[key] = value
@@ -127,7 +92,7 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
         if not body:
             raise InvalidArgument("empty request body: send an image as a multipart 'image' "
                                   "field, base64 in JSON, or the raw image bytes")
-        payload = json_object(body, "body")
+        payload = await json_object(body, "body")
         for key, value in payload.items():
             if key == "image":
                 images.append(_b64(value, "image"))
@@ -142,138 +107,143 @@ async def parse_request(request: Request, core: InferenceCore) -> ParsedRequest:
     else:
         raise InvalidArgument(f"unsupported content type {content_type!r}; use "
                               "multipart/form-data, application/json or image/*")
-    return ParsedRequest(images, options)
+    return tuple(images), options
 
 
-def error_response(error: ServiceError) -> JSONResponse:
-    headers = {}
-    if isinstance(error, Overloaded):
-        headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
-    return JSONResponse(error.to_dict(), status_code=http_status(error), headers=headers)
+# --- the image routes --------------------------------------------------------------------
+
+Answer = Callable[[DataPlane, Any, tuple[bytes, ...]], Awaitable[tuple[dict[str, Any], str]]]
 
 
-def endpoint(name: str, handler):
-    """Wrap a handler(request, core, parsed) with parsing, metrics and error mapping."""
+async def _classify(plane: DataPlane, options: ClassifyOptions, images: tuple[bytes, ...]
+                    ) -> tuple[dict[str, Any], str]:
+    (result,) = await plane.classify(options.request(images))
+    return result.to_dict(), result.model
 
-    async def route(request: Request) -> JSONResponse:
-        core: InferenceCore = request.app.state.core
-        model = None
+
+async def _classify_batch(plane: DataPlane, options: ClassifyOptions,
+                          images: tuple[bytes, ...]) -> tuple[dict[str, Any], str]:
+    results = await plane.classify(options.request(images))
+    first = results[0]
+    return ({"model": first.model, "weights": first.weights,
+             "results": [r.to_dict() for r in results]}, first.model)
+
+
+async def _multicrop(plane: DataPlane, options: MulticropOptions, images: tuple[bytes, ...]
+                     ) -> tuple[dict[str, Any], str]:
+    (result,) = await plane.multicrop(options.request(images))
+    return result.to_dict(), result.model
+
+
+async def _ensemble(plane: DataPlane, options: EnsembleOptions, images: tuple[bytes, ...]
+                    ) -> tuple[dict[str, Any], str]:
+    (result,) = await plane.ensemble(options.request(images))
+    return result.to_dict(), result.model
+
+
+async def _select(plane: DataPlane, options: SelectOptions, images: tuple[bytes, ...]
+                  ) -> tuple[dict[str, Any], str]:
+    (result,) = await plane.select(options.request(images))
+    return result.to_dict(), result.model
+
+
+@dataclass(frozen=True)
+class ImageRoute:
+    path: str
+    summary: str
+    options: type[Options]
+    answer: Answer
+    result_schema: str  # the OpenAPI schema of a 200's body (service.openapi)
+    several_images: bool = False  # "images": one or more; else exactly one "image"
+    errors: tuple[int, ...] = ()  # beyond those of every image route
+
+    @property
+    def endpoint(self) -> str:
+        """The `endpoint` label of its metrics."""
+        return self.path.strip("/")
+
+    def requested(self, options: Options) -> str | None:
+        """What the request names, for its metric label until the model that ran is known."""
+        if isinstance(options, EnsembleOptions):
+            return options.ensemble or "ensemble"
+        if isinstance(options, SelectOptions):
+            return "select"
+        return getattr(options, "model", None)
+
+
+IMAGE_ROUTES = (
+    ImageRoute("/classify", "Classify one image", ClassifyOptions, _classify,
+               "Classification"),
+    ImageRoute("/classify_batch", "Classify several images as one batch", ClassifyOptions,
+               _classify_batch, "Batch", several_images=True),
+    ImageRoute("/multicrop", "Classify one image averaged over crops", MulticropOptions,
+               _multicrop, "Classification"),
+    ImageRoute("/ensemble", "Classify one image with several models combined",
+               EnsembleOptions, _ensemble, "Ensemble"),
+    ImageRoute("/select", "Classify with the family variant that fits a budget",
+               SelectOptions, _select, "Classification", errors=(422,)),
+)
+
+
+def image_endpoint(route: ImageRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        plane: DataPlane = request.app.state.plane
+        requested = request.query_params.get("model")
         try:
-            parsed = await parse_request(request, core)
-            model = parsed.get("model")
-            if model is not None and not isinstance(model, str):
-                raise InvalidArgument("model must be a string")
-            async with core.observe(name, model):
-                body = await handler(core, parsed)
+            async with plane.observe(route.endpoint, requested) as observation:
+                images, values = await images_and_options(request, plane)
+                options = parse_options(route.options, values)
+                observation.label = route.requested(options)
+                if not route.several_images and len(images) != 1:
+                    hint = "; use /classify_batch for several" if route.path == "/classify" else ""
+                    raise InvalidArgument(f"{route.path} takes exactly one image, got "
+                                          f"{len(images)}{hint}")
+                body, ran = await route.answer(plane, options, images)
+                observation.label = ran
             return JSONResponse(body)
         except ServiceError as error:
             return error_response(error)
         except Exception:
-            log.exception("unexpected error in %s (model=%s)", name, model)
-            return JSONResponse({"error": {"code": "internal",
-                                           "message": "internal error; see the server log"}},
-                                status_code=500)
+            log.exception("unexpected error in %s", route.path)
+            return internal_error_response()
 
-    return route
+    return answer
 
 
-def _deadline(parsed: ParsedRequest) -> float | None:
-    """A client-given timeout (seconds) becomes a deadline for queued work."""
-    timeout = parsed.get("timeout_s")
-    if timeout is None:
-        return None
-    try:
-        seconds = float(timeout)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"timeout_s must be a number, got {timeout!r}") from None
-    if seconds <= 0:
-        raise InvalidArgument("timeout_s must be positive")
-    return time.monotonic() + seconds
-
-
-async def classify(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
-    if len(parsed.images) != 1:
-        raise InvalidArgument(f"/classify takes exactly one image, got {len(parsed.images)}; "
-                              "use /classify_batch for several")
-    results = await core.classify(parsed.get("model"), parsed.images,
-                                  parsed.get("top_k", 5), _deadline(parsed))
-    return results[0]
-
-
-async def classify_batch(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
-    results = await core.classify(parsed.get("model"), parsed.images,
-                                  parsed.get("top_k", 5), _deadline(parsed))
-    return {"model": results[0]["model"], "weights": results[0]["weights"],
-            "results": results}
-
-
-def _one_image(parsed: ParsedRequest, path: str) -> bytes:
-    if len(parsed.images) != 1:
-        raise InvalidArgument(f"{path} takes exactly one image, got {len(parsed.images)}")
-    return parsed.images[0]
-
-
-async def multicrop(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
-    return await core.multicrop(parsed.get("model"), _one_image(parsed, "/multicrop"),
-                                parsed.get("crops", 10), parsed.get("top_k", 5),
-                                _deadline(parsed))
-
-
-async def ensemble(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
-    return await core.ensemble(
-        _one_image(parsed, "/ensemble"), models=parsed.get_list("models"),
-        ensemble=parsed.get("ensemble"), weights=parsed.get_list("weights"),
-        method=parsed.get("method"), k=parsed.get("top_k", 5), crops=parsed.get("crops", 1),
-        deadline=_deadline(parsed))
-
-
-async def select(core: InferenceCore, parsed: ParsedRequest) -> dict[str, Any]:
-    return await core.select(
-        _one_image(parsed, "/select"), parsed.get("family"),
-        latency_budget_ms=parsed.get("latency_budget_ms"), min_top1=parsed.get("min_top1"),
-        k=parsed.get("top_k", 5), allow_untrained=parsed.get("allow_untrained", False),
-        deadline=_deadline(parsed))
-
+# --- the other routes --------------------------------------------------------------------
 
 async def family_frontier(request: Request) -> Response:
     """GET /frontier?family=NAME[&format=json|png|svg][&allow_untrained=true]."""
-    core: InferenceCore = request.app.state.core
-    params = request.query_params
+    plane: DataPlane = request.app.state.plane
     try:
-        fmt = check_format(params.get("format", "json"))
-        data = await core.frontier(params.get("family"), params.get("allow_untrained"))
-        if fmt == "json":
+        query = parse_options(FrontierQuery, dict(request.query_params))
+        data = await plane.frontier(query.request())
+        if query.format == "json":
             return JSONResponse(data)
-        content, media_type = await asyncio.to_thread(render_frontier, data, fmt)
+        content, media_type = await asyncio.to_thread(render_frontier, data, query.format)
         return Response(content, media_type=media_type)
     except ServiceError as error:
         return error_response(error)
 
 
 async def list_models(request: Request) -> JSONResponse:
-    core: InferenceCore = request.app.state.core
-    return JSONResponse({"default_model": core.config.default_model, "models": core.models()})
+    plane: DataPlane = request.app.state.plane
+    return JSONResponse({"default_model": plane.config.default_model,
+                         "models": [status.to_dict() for status in plane.models()]})
 
 
 async def get_model(request: Request) -> JSONResponse:
-    core: InferenceCore = request.app.state.core
+    plane: DataPlane = request.app.state.plane
     try:
-        return JSONResponse(core.model_info(request.path_params["name"]))
+        return JSONResponse(plane.model_status(request.path_params["name"]).to_dict())
     except ServiceError as error:
         return error_response(error)
 
 
-def create_app(extra_routes: list[Route] | None = None) -> Starlette:
-    routes = [
-        Route("/classify", endpoint("classify", classify), methods=["POST"]),
-        Route("/classify_batch", endpoint("classify_batch", classify_batch), methods=["POST"]),
-        Route("/multicrop", endpoint("multicrop", multicrop), methods=["POST"]),
-        Route("/ensemble", endpoint("ensemble", ensemble), methods=["POST"]),
-        Route("/select", endpoint("select", select), methods=["POST"]),
+def rest_routes() -> list[BaseRoute]:
+    return [
+        *(Route(route.path, image_endpoint(route), methods=["POST"]) for route in IMAGE_ROUTES),
         Route("/frontier", family_frontier, methods=["GET"]),
         Route("/models", list_models, methods=["GET", "POST"]),
         Route("/models/{name}", get_model, methods=["GET"]),
-        Route("/openapi.json", openapi_document, methods=["GET"]),
-        *(extra_routes or []),
     ]
-    return Starlette(routes=routes)

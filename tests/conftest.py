@@ -1,42 +1,31 @@
-"""Shared test set-up: the model store inside the checkout, and real photos as bytes."""
+"""Shared test set-up: the model store inside the checkout, and real photos as bytes (from
+`tools.photos`, the project's one photo helper)."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pytest
+
+from tools import photos
+from tools.photos import encode  # noqa: F401  (the tests' encoder)
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 
-def encode(array_or_image, fmt: str = "JPEG", **save_args) -> bytes:
-    from PIL import Image
-
-    image = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(
-        array_or_image)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save_args)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def cat_jpeg() -> bytes:
     """scikit-image's chelsea: a real photo of a tabby cat."""
-    from skimage import data
-
-    return encode(data.chelsea(), "JPEG", quality=95)
+    return photos.jpeg("chelsea", quality=95)
 
 
 @pytest.fixture(scope="session")
 def coffee_jpeg() -> bytes:
     """scikit-image's coffee: a real photo of an espresso cup."""
-    from skimage import data
-
-    return encode(data.coffee(), "JPEG", quality=95)
+    return photos.jpeg("coffee", quality=95)
 
 
 @pytest.fixture(scope="session")

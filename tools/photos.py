@@ -1,11 +1,14 @@
 """The real photos the project has, at the sizes users send, as encoded files.
 
 Every photo here ships with scikit-image (no download): the photographs among its bundled
-images. Benchmarks, the decoding agreement study, the load test and the tests draw from this
-one place. `camera_jpeg` makes what a phone sends from one of them: upscaled to a camera's
-pixel count (bicubic, aspect kept), with a little sensor-like grain so that its JPEG is as
-large as a real one (about 1.9 MB at 12 MP, quality 90, where a grain-free upscale would
-compress to 0.8 MB and decode faster than any real photo).
+images. Benchmarks, the decoding agreement study, the evaluation tool, the soak and attack
+runs, the load test and the tests draw from this one place: `photo(name)`, `jpeg` (a bundled
+photo as a JPEG file, at its own size or scaled), `framed` (resized to a camera's frame, with
+grain) and `encode` (any image or pixel array as a file). `camera_jpeg` makes what a phone
+sends from one of them: upscaled to a camera's pixel count (bicubic, aspect kept), with a
+little sensor-like grain so that its JPEG is as large as a real one (about 1.9 MB at 12 MP,
+quality 90, where a grain-free upscale would compress to 0.8 MB and decode faster than any
+real photo).
 """
 
 from __future__ import annotations
@@ -53,10 +56,42 @@ def with_grain(image: Image.Image, sigma: float = CAMERA_GRAIN, seed: int = 0) -
     return Image.fromarray(np.clip(np.rint(pixels + noise), 0, 255).astype(np.uint8))
 
 
-def encode(image: Image.Image, fmt: str = "JPEG", **save_args) -> bytes:
+def encode(image: Image.Image | np.ndarray, fmt: str = "JPEG", **save_args) -> bytes:
+    """An image (or a uint8 pixel array) as a file in `fmt` (a PIL format name)."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, fmt, **save_args)
     return buffer.getvalue()
+
+
+def at_shorter_side(image: Image.Image, side: int) -> Image.Image:
+    """`image` scaled (PIL's default resampling, aspect kept) to a shorter side of `side`."""
+    scale = side / min(image.size)
+    return image.resize((round(image.width * scale), round(image.height * scale)))
+
+
+def at_longer_side(image: Image.Image, side: int) -> Image.Image:
+    """`image` scaled (bicubic, aspect kept) to a longer side of `side`: a web size."""
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+@cache
+def jpeg(name: str = "chelsea", quality: int = 95, shorter_side: int | None = None) -> bytes:
+    """A bundled photo as a JPEG file: at its own size, or scaled to `shorter_side`."""
+    image = photo(name)
+    if shorter_side is not None:
+        image = at_shorter_side(image, shorter_side)
+    return encode(image, "JPEG", quality=quality)
+
+
+def framed(name: str, width: int, height: int, grain: float = CAMERA_GRAIN) -> Image.Image:
+    """A bundled photo resized (bicubic) to exactly width x height, a camera's frame, with
+    sensor-like grain of standard deviation `grain` (none when 0)."""
+    image = photo(name).resize((width, height), Image.Resampling.BICUBIC)
+    return with_grain(image, grain) if grain else image
 
 
 @cache

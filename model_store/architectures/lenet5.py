@@ -1,7 +1,7 @@
 """LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
 
-Owns the network and the input contract its weights are trained under (`LENET5_INPUT`, which
-the registry entry uses), so training and serving cannot disagree on preprocessing. The layer
+Owns the network; the input contract its weights are trained under, `LENET5_INPUT`, which the
+registry entry uses, is in `model_store.architectures.inputs` (torch-free). The layer
 sizes are the paper's: a 32x32x1 input, C1 6@5x5 -> S2 -> C3 16@5x5 -> S4 -> C5 120 -> F6 84
 -> 10 logits (about 60k parameters). Two simplifications, both common in re-implementations:
 C3 connects to all six S2 maps (the paper's sparse table only saved 1990s compute), and the
@@ -13,13 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_store.specs import InputSpec
-
-# Pixels scaled to [-1, 1] (black background -> -1, full ink -> +1): zero-centred like the
-# paper's input, and the same HALF convention as the TF-style models in the registry.
-LENET5_INPUT = InputSpec(
-    size=32, resize=32, interpolation="bilinear", mean=(0.5,), std=(0.5,), grayscale=True
-)
+from model_store.architectures.inputs import LENET5_INPUT  # noqa: F401  (the network's input)
 
 
 class LeNet5(nn.Module):

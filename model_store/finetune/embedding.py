@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from model_store.finetune.images import UnreadableImage, load_image
 from model_store.outputs import FEATURES
-from model_store.store import StoredModel
+from model_store.repository import StoredModel
 
 BATCH_SIZE = 32
 # A sink maps a batch of model inputs [B, C, H, W] to its outputs, one row per input each.

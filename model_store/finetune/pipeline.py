@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model_store import registry, store
+from model_store import registry, repository, store
 from model_store.features import FinalLayer
 from model_store.finetune import dataset, head
 from model_store.finetune import unfreeze as deeper
@@ -96,13 +96,13 @@ def _check_options(options: FinetuneOptions) -> None:
         raise FinetuneError(f"--epochs {options.epochs}: give at least one epoch")
 
 
-def _stored_backbone(options: FinetuneOptions) -> tuple[ModelSpec, store.StoredModel]:
+def _stored_backbone(options: FinetuneOptions) -> tuple[ModelSpec, repository.StoredModel]:
     spec = registry.get(options.backbone)
-    stored = store.find(spec.name)
+    stored = repository.find(spec.name)
     if stored is None:
         raise FinetuneError(f"backbone {spec.name} is not in the model store; run "
                             f"`python -m model_store pull {spec.name}`")
-    if stored.weights_status != store.PRETRAINED and not options.allow_untrained:
+    if stored.weights_status != repository.PRETRAINED and not options.allow_untrained:
         raise FinetuneError(
             f"backbone {spec.name} has {stored.weights_status} weights, not real ones: its "
             f"features mean nothing; pull its weights (`python -m model_store pull {spec.name}"
@@ -119,7 +119,7 @@ def _stored_backbone(options: FinetuneOptions) -> tuple[ModelSpec, store.StoredM
     return spec, stored
 
 
-def _backbone_network(spec: ModelSpec, stored: store.StoredModel) -> torch.nn.Module:
+def _backbone_network(spec: ModelSpec, stored: repository.StoredModel) -> torch.nn.Module:
     from safetensors.torch import load_file
 
     model = spec.build().eval()
@@ -301,7 +301,7 @@ class _Run:
             user_spec, self.net.state_dict(),
             {"source": "fine-tuned here", "backbone": self.stored.tag,
              "dataset_digest": card["dataset"]["digest"]},
-            status=store.FINE_TUNED,
+            status=repository.FINE_TUNED,
             extra={"backbone": self.spec.name, "classes": card["classes"], "model_card": card})
         self.clock.time("store", since)
         return tag

@@ -20,8 +20,8 @@ from typing import Any
 
 from model_store import registry
 from model_store.finetune.errors import FinetuneError
+from model_store.repository import FINE_TUNED, RECORD_FILE
 from model_store.specs import InputSpec, ModelSpec
-from model_store.store import FINE_TUNED
 
 CUSTOM_LABELS = "custom"  # a user model's label set: the names in its record's "classes"
 # BentoML's tag names: lowercase letters, digits, and . _ - inside, at most 63 characters.
@@ -95,7 +95,7 @@ def list_user_models() -> list[UserModel]:
     found = []
     for name in sorted(newest):
         path = Path(newest[name].path)
-        record = json.loads((path / "convzoo.json").read_text())
+        record = json.loads((path / RECORD_FILE).read_text())
         found.append(UserModel(name, str(newest[name].tag), path, record))
     return found
 

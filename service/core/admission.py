@@ -27,8 +27,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
+
+from pydantic import ConfigDict, field_validator
+from pydantic.dataclasses import dataclass
 
 from service.core import metrics
 from service.core.errors import Overloaded
@@ -38,14 +40,29 @@ log = logging.getLogger("convzoo.admission")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class LaneConfig:
-    """One decode lane: the images it takes, its budget and its threads."""
+    """One decode lane: the images it takes, its budget and its threads (checked when the
+    configuration is read: service.core.config)."""
 
     name: str
     max_image_pixels: int  # images up to this many pixels; the last lane takes the rest
     budget_pixels: int  # pixels admitted at once (decoding or waiting for a thread)
-    threads: int
+    threads: int = 0  # 0: one per usable core
+
+    @field_validator("max_image_pixels", "budget_pixels")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"threads must be 0 (one per core) or more, got {value}")
+        return value
 
 
 class Lane:

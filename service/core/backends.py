@@ -31,7 +31,7 @@ from service.core.providers import (
 )
 
 if TYPE_CHECKING:
-    from model_store.store import StoredModel
+    from model_store.repository import StoredModel
 
 log = logging.getLogger("convzoo.backends")
 

@@ -1,26 +1,37 @@
 """Serving configuration: which models load at start-up, backend, batching, limits, access
-(API keys, gRPC TLS), and the GPU path (providers, precision, I/O binding, TensorRT cache,
-JPEG decoding: docs/gpu.md).
+(API keys, gRPC TLS), ensembles, decode lanes, and the GPU path (providers, precision, I/O
+binding, TensorRT cache, JPEG decoding: docs/gpu.md).
 
 Read from a YAML file (`CONVZOO_CONFIG`, default `service/config.yaml`); every key has a
-default so an empty file serves the embedded default models.
+default so an empty file serves the embedded default models. The sections are pydantic
+dataclasses: every value is checked for its type and range when the file is read, and a
+wrong one stops the start with the file and the key named (an ensemble's members are checked
+against the registry when the data plane is built: `service.core.composites`). They stay
+frozen dataclasses, built positionally or by keyword, and `dataclasses.replace` checks again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ConfigDict, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
 
 from service.core.admission import LaneConfig
+from service.core.ensemble import DEFAULT_MAX_MEMBERS, METHODS
+
+# Every section refuses keys it does not know (a typo is an error, not a default).
+STRICT_KEYS = ConfigDict(extra="forbid")
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT_KEYS)
 class BatchingConfig:
     max_batch_size: int = 16
     # No added wait by default (as Triton): batches form from requests that queue while the
@@ -35,8 +46,40 @@ class BatchingConfig:
     # start-up; the choice and its figures are logged and shown in GET /models/{name}).
     instances: int | str = "auto"
 
+    @field_validator("instances")
+    @classmethod
+    def _instances(cls, value: int | str) -> int | str:
+        if value == "auto" or (isinstance(value, int) and value >= 1):
+            return value
+        raise ValueError(f"batching instances must be a positive integer or 'auto', got "
+                         f"{value!r}")
 
-@dataclass(frozen=True)
+    @field_validator("max_batch_size", "max_queue")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+
+@dataclass(frozen=True, config=STRICT_KEYS)
+class EnsembleConfig:
+    """A named ensemble (`ensembles: {NAME: {models, weights, method}}`); its members are
+    checked against the registry when the data plane is built (service.core.composites)."""
+
+    models: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    method: str | None = None  # None: "mean", or the request's
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str | None) -> str | None:
+        if value is not None and value not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, config=STRICT_KEYS)
 class TensorRTConfig:
     """ONNX Runtime's TensorRT provider (docs/gpu.md). Engines are built for a dynamic batch
     profile from 1 to the model's max batch size, and cached: a cold build takes minutes."""
@@ -51,7 +94,7 @@ PRECISIONS = ("fp32", "fp16")
 DECODE_MODES = ("auto", "cpu", "gpu")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT_KEYS)
 class ServingConfig:
     default_model: str = "efficientnet_lite0"
     startup_models: tuple[str, ...] = ("efficientnet_lite0", "lenet5")
@@ -70,7 +113,7 @@ class ServingConfig:
     # Bind input and output buffers per batch size: one host-to-device copy a batch, and no
     # output allocation per run. Results are identical to plain `session.run`.
     io_binding: bool = True
-    tensorrt: TensorRTConfig = TensorRTConfig()
+    tensorrt: TensorRTConfig = dataclasses.field(default_factory=TensorRTConfig)
     # JPEG decoding: `gpu` (nvJPEG through torchvision, for images of at least
     # `gpu_decode_min_pixels`), `cpu`, or `auto` (gpu when the model runs on a GPU provider
     # and torchvision sees CUDA). Header checks (pixel limit, format) always run on the CPU
@@ -85,8 +128,8 @@ class ServingConfig:
     # ONNX Runtime's intra-op threads busy-wait for work (its own default): worth it only
     # on cores that do nothing but inference.
     intra_op_spinning: bool = False
-    batching: BatchingConfig = BatchingConfig()
-    per_model_batching: dict[str, BatchingConfig] = field(default_factory=dict)
+    batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
+    per_model_batching: dict[str, BatchingConfig] = dataclasses.field(default_factory=dict)
     memory_budget_mb: float = 6144.0  # loaded models beyond this evict the least recent idle one
     lazy_load: bool = True
     # Before /readyz turns ready, load and profile every variant with real weights in the
@@ -117,7 +160,10 @@ class ServingConfig:
     dct_scale_margin: float = 2.0
     max_images_per_request: int = 64
     max_top_k: int = 1000
-    ensembles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ensembles: dict[str, EnsembleConfig] = dataclasses.field(default_factory=dict)
+    # The most members one ensemble may have (configured or given in a request): each member
+    # is a model run on the request's image.
+    max_ensemble_members: int = DEFAULT_MAX_MEMBERS
     grpc_port: int = 3001
     # None: the REST body limit plus 1 MiB for the protobuf envelope and parameters.
     grpc_max_message_bytes: int | None = None
@@ -136,6 +182,70 @@ class ServingConfig:
     # sampled (its default sample rate is 0): a quarter of the event loop's time per REST
     # request here. Turn this on together with BentoML's `tracing` (exporter, sample_rate).
     http_tracing: bool = False
+    # Hostile clients (docs/reliability.md, issue 14). A request head (request line and
+    # headers) longer than max_header_bytes is answered 431 and its connection closed; a head
+    # not complete within header_timeout_s, or a connection that sends nothing for as long, is
+    # closed. 64 KiB is four times Node's limit; 10 s lets a 64 kbit/s link send a full head.
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    # Open HTTP connections past this are answered 503 and closed: with max_header_bytes it
+    # bounds what partial request heads can hold (2048 x 64 KiB = 128 MiB).
+    max_connections: int = 2048
+    # A request body not received in full within this, from its first read, is answered 408
+    # and its connection closed (a stalled upload): 120 s carries a 64 MiB body at 5 Mbit/s.
+    body_timeout_s: float = 120.0
+    # Request body bytes held by all requests together; past it new bodies get 503 with
+    # Retry-After. None: four uploads of the largest size at once (4 x max_body_bytes), and
+    # never under 256 MiB, so that a small per-request limit does not refuse ordinary
+    # concurrency (a queue of 256 photos of 100 kB holds 25 MB).
+    max_body_bytes_in_flight: int | None = None
+    # An HTTP request not answered within this is cancelled and answered 504
+    # (service/time_limit.py); gRPC calls are bounded by their own deadlines.
+    request_timeout_s: float = 300.0
+    # A model load (file hashes, inference session, warm-up) that takes longer is reported
+    # NotReady; up to model_load_concurrency loads of different models run side by side.
+    model_load_timeout_s: float = 120.0
+    model_load_concurrency: int = 2
+
+    @field_validator("startup_models", "api_keys", "open_paths", "providers", "decode_lanes",
+                     mode="before")
+    @classmethod
+    def _a_list(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):  # tuple("key") would be its characters
+            raise ValueError(f"{info.field_name} must be a list, not a string")
+        return () if value is None else value
+
+    @field_validator("max_header_bytes")
+    @classmethod
+    def _head_limit(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError(f"max_header_bytes must be at least 1024, got {value}")
+        return value
+
+    @field_validator("header_timeout_s", "body_timeout_s", "request_timeout_s",
+                     "model_load_timeout_s", "decode_wait_s", "memory_budget_mb",
+                     "max_aspect_ratio", "dct_scale_margin")
+    @classmethod
+    def _positive_number(cls, value: float, info: Any) -> float:
+        if not value > 0:
+            raise ValueError(f"{info.field_name} must be positive, got {value}")
+        return value
+
+    @field_validator("max_connections", "model_load_concurrency", "max_images_per_request",
+                     "max_top_k", "max_image_pixels", "max_ensemble_members", "grpc_port")
+    @classmethod
+    def _positive_count(cls, value: int, info: Any) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, got {value}")
+        return value
+
+    def __post_init__(self) -> None:
+        check_gpu_settings(self)
+
+    @property
+    def body_bytes_in_flight(self) -> int:
+        """The total bound on request bodies held at once (see max_body_bytes_in_flight)."""
+        return self.max_body_bytes_in_flight or max(4 * self.body_limit_bytes, 256 * 2**20)
 
     def batching_for(self, model: str) -> BatchingConfig:
         return self.per_model_batching.get(model, self.batching)
@@ -163,7 +273,8 @@ class ServingConfig:
     def lanes(self) -> tuple[LaneConfig, ...]:
         """The decode lanes, with their thread counts resolved."""
         lanes = self.decode_lanes or default_lanes(self.max_image_pixels)
-        return tuple(replace(lane, threads=lane.threads or usable_cores()) for lane in lanes)
+        return tuple(dataclasses.replace(lane, threads=lane.threads or usable_cores())
+                     for lane in lanes)
 
 
 def default_lanes(max_image_pixels: int) -> tuple[LaneConfig, ...]:
@@ -174,67 +285,71 @@ def default_lanes(max_image_pixels: int) -> tuple[LaneConfig, ...]:
             LaneConfig("large", max_image_pixels, 3 * max_image_pixels, 0))
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
 def usable_cores() -> int:
-    """Cores this process may run on (a container's cpuset, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: a container's cpuset, not the host's count, and no
+    more than its CPU quota (Kubernetes' CPU limit, cgroup v2 `cpu.max`, rounded up)."""
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    quota = cpu_quota_cores(CGROUP_CPU_MAX)
+    return min(cores, quota) if quota else cores
+
+
+def cpu_quota_cores(path: Path) -> int | None:
+    """Cores a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD") allows, rounded up."""
+    try:
+        quota, period = path.read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> ServingConfig:
+    """The configuration in `path` (else $CONVZOO_CONFIG, else service/config.yaml), with
+    `overrides` on top; ValueError naming the file and what is wrong."""
     path = Path(path or os.environ.get("CONVZOO_CONFIG") or DEFAULT_CONFIG_PATH)
     raw: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the configuration must be a mapping of keys to values")
     raw.update(overrides)
-    known = {f.name for f in fields(ServingConfig)}
+    known = {f.name for f in dataclasses.fields(ServingConfig)}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown configuration keys {sorted(unknown)}")
-    if "batching" in raw and isinstance(raw["batching"], dict):
-        raw["batching"] = BatchingConfig(**raw["batching"])
-    base = raw.get("batching", BatchingConfig())
-    if "per_model_batching" in raw:
+    if isinstance(raw.get("per_model_batching"), dict):
+        # A model's batching is the global batching with its own keys on top.
+        base = raw.get("batching") or {}
+        if isinstance(base, BatchingConfig):
+            base = dataclasses.asdict(base)
         raw["per_model_batching"] = {
-            name: replace(base, **values) for name, values in raw["per_model_batching"].items()
-        }
-    if "decode_lanes" in raw:
-        raw["decode_lanes"] = tuple(_lane(lane, path) for lane in raw["decode_lanes"] or ())
-    if isinstance(raw.get("tensorrt"), dict):
-        raw["tensorrt"] = TensorRTConfig(**raw["tensorrt"])
-    for key in ("startup_models", "api_keys", "open_paths", "providers"):
-        if key in raw:
-            if isinstance(raw[key], str):  # tuple("key") would be its characters
-                raise ValueError(f"{path}: {key} must be a list, not a string")
-            raw[key] = tuple(raw[key] or ())
-    config = ServingConfig(**raw)
-    for batching in (config.batching, *config.per_model_batching.values()):
-        _check_instances(batching.instances, path)
-    check_gpu_settings(config, path)
-    return config
-
-
-def _lane(values: Any, path: Path) -> LaneConfig:
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: each decode lane must be a mapping, got {values!r}")
-    values = {"threads": 0, **values}
+            name: {**base, **values} if isinstance(values, dict) else values
+            for name, values in raw["per_model_batching"].items()}
+    if isinstance(raw.get("decode_lanes"), list):
+        raw["decode_lanes"] = [{"threads": 0, **lane} if isinstance(lane, dict) else lane
+                               for lane in raw["decode_lanes"]]
     try:
-        return LaneConfig(**values)
-    except TypeError as exc:
-        raise ValueError(f"{path}: decode lane {values!r}: {exc}") from None
+        return ServingConfig(**raw)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {describe(exc)}") from None
 
 
-def _check_instances(value: Any, path: Path) -> None:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return
-    raise ValueError(f"{path}: batching instances must be a positive integer or 'auto', got "
-                     f"{value!r}")
+def describe(error: ValidationError) -> str:
+    """pydantic's errors as one line: where each is, and what is wrong."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
-def check_gpu_settings(config: ServingConfig, source: object = "configuration") -> None:
+def check_gpu_settings(config: ServingConfig) -> None:
     """Refuse GPU-path settings that cannot mean anything, before any model loads."""
     def choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
         if value not in allowed:
-            raise ValueError(f"{source}: {key} must be one of {', '.join(allowed)}, "
-                             f"got {value!r}")
+            raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
 
     choice("device", config.device, ("auto", "cpu", "cuda"))
     choice("precision", config.precision, PRECISIONS)
@@ -242,7 +357,7 @@ def check_gpu_settings(config: ServingConfig, source: object = "configuration") 
     for provider in config.providers:
         choice("providers[]", provider, PROVIDER_KEYS)
     if config.device == "cpu" and config.precision == "fp16":
-        raise ValueError(f"{source}: precision fp16 runs on the CUDA and TensorRT providers "
-                         "only; with device: cpu use precision: fp32 (or device: auto)")
+        raise ValueError("precision fp16 runs on the CUDA and TensorRT providers only; with "
+                         "device: cpu use precision: fp32 (or device: auto)")
     if config.device == "cpu" and config.decode == "gpu":
-        raise ValueError(f"{source}: decode: gpu needs a GPU; device is cpu")
+        raise ValueError("decode: gpu needs a GPU; device is cpu")

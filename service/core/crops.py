@@ -35,6 +35,7 @@ from PIL import Image
 
 from model_store.specs import InputSpec
 from model_store.transforms import centre_crop_box, resize_shorter_side, to_model_input
+from service.core.arguments import integer_argument
 from service.core.errors import InvalidArgument
 
 CROP_SCHEMES = (1, 5, 10, 144)
@@ -60,11 +61,10 @@ def check_crop_scheme(value: Any) -> int:
     """The crop count as an int, or InvalidArgument naming the valid ones."""
     valid = ", ".join(str(c) for c in CROP_SCHEMES)
     try:
-        scheme = int(value)
-    except (TypeError, ValueError):
+        scheme = integer_argument(value, "crops")  # refuses inf, NaN, 1e400 and booleans
+    except InvalidArgument:
         scheme = None
-    if (isinstance(value, bool) or scheme not in CROP_SCHEMES
-            or (isinstance(value, float) and not value.is_integer())):
+    if scheme not in CROP_SCHEMES:
         raise InvalidArgument(f"crops must be one of {valid}, got {value!r}",
                               valid_crops=list(CROP_SCHEMES))
     return scheme

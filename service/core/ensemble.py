@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -80,8 +80,16 @@ def check_weights(weights: Sequence[Any] | None, members: Sequence[str]) -> tupl
     return tuple(v / total for v in values)
 
 
+class ConfiguredEnsemble(Protocol):
+    """A configured ensemble (service.core.config.EnsembleConfig)."""
+
+    models: Sequence[str]
+    weights: Sequence[float] | None
+    method: str | None
+
+
 def plan_ensemble(label_set_of: Callable[[str], str],
-                  configured: Mapping[str, Mapping[str, Any]], *,
+                  configured: Mapping[str, ConfiguredEnsemble], *,
                   models: Sequence[str] | None = None, ensemble: str | None = None,
                   weights: Sequence[Any] | None = None, method: str | None = None,
                   max_members: int = DEFAULT_MAX_MEMBERS) -> EnsemblePlan:
@@ -100,9 +108,9 @@ def plan_ensemble(label_set_of: Callable[[str], str],
                                 f"{sorted(configured) or 'none'}", ensemble=ensemble,
                                 configured_ensembles=sorted(configured))
         entry = configured[ensemble]
-        models = entry.get("models") or []
-        weights = entry.get("weights") if weights is None else weights
-        method = method or entry.get("method")
+        models = list(entry.models)
+        weights = entry.weights if weights is None else weights
+        method = method or entry.method
     if isinstance(models, str) or not all(isinstance(m, str) for m in models):
         raise InvalidArgument(f"models must be a list of model names, got {models!r}")
     members = tuple(models)

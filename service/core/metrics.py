@@ -70,6 +70,10 @@ DECODE_REFUSED = _remember_children(Counter(
     "convzoo_decode_refused_total",
     "Images refused (503) because their decode lane's budget stayed spent", ["lane"],
     registry=REGISTRY))
+BODIES_REFUSED = _remember_children(Counter(
+    "convzoo_request_bodies_refused_total",
+    "Request bodies refused: over max_body_bytes_in_flight (reason budget), or not received "
+    "within body_timeout_s (reason timeout)", ["reason"], registry=REGISTRY))
 MODELS_LOADED = Gauge(
     "convzoo_models_loaded", "Models loaded and ready to serve",
     multiprocess_mode="livesum", registry=REGISTRY)

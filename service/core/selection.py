@@ -1,32 +1,56 @@
 """Accuracy-versus-latency selection among a family's variants (MobileNet v1's alpha x rho grid,
 EfficientNet-Lite0..2, ResNet's depths, any family in the registry).
 
-This module owns the decision, not the serving. For every variant it keeps what the variant
-is worth (the published ImageNet top-1 from its registry record, with that record's citation:
-the project has measured no ImageNet accuracy of its own) and what it costs on this machine
-now: a service time profiled (at start-up for the start-up models' families, else on demand)
-and kept current from live observations (`ServiceTime`), plus the wait in the variant's
-batcher under the present load (`expected_queue_wait_ms`). A decision whose figures were not
-all measured before its request arrived says so (`Selection.unmeasured`) and promises no
-latency. Given a `latency_budget_ms` and/or a `min_top1` floor,
-`VariantSelector.choose` picks a variant on the accuracy/latency Pareto `frontier`, with
-hysteresis per (family, budget bucket) so that alternating load cannot make the choice flap.
-Loading, profiling and running the chosen variant are the inference core's; the policy and
-its parameters are described in docs/selection.md.
+The whole selection. The policy (`VariantSelector`): for every variant it keeps what the
+variant is worth (the published ImageNet top-1 from its registry record, with that record's
+citation: the project has measured no ImageNet accuracy of its own) and what it costs on this
+machine now (`service.core.latency`: a service time profiled, at start-up for the start-up
+models' families, else on demand, and kept current from live observations, plus the wait in
+the variant's batcher under the present load). A decision whose figures were not all
+measured before its request arrived says so (`Selection.unmeasured`) and promises no
+latency. Given a `latency_budget_ms` and/or a `min_top1` floor, `VariantSelector.choose` picks
+a variant on the accuracy/latency Pareto `frontier`, with hysteresis per (family, budget
+bucket) so that alternating load cannot make the choice flap. The service
+(`FamilySelection`): the family's table from the data plane's engines, loading and profiling
+variants on demand, and the run of the chosen variant. The policy and its parameters are
+described in docs/selection.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import numpy as np
+
+from model_store import registry
+from model_store.repository import MISSING, PRETRAINED, RANDOM_INIT
 from model_store.specs import ModelSpec
-from model_store.store import MISSING, PRETRAINED, RANDOM_INIT
 from service.core import metrics
-from service.core.errors import InvalidArgument, NoVariantFits
+from service.core.composites import each_image
+from service.core.engines import Engine, Engines, model_spec
+from service.core.errors import InvalidArgument, NoVariantFits, ServiceError
+from service.core.latency import (
+    OBSERVATION_HALF_LIFE_S,
+    Overhead,
+    ServiceTime,
+    expected_queue_wait_ms,
+)
+from service.core.requests import FrontierRequest, SelectRequest
+from service.core.results import SelectResult
+from service.core.runner import ModelRunner, ms
+from service.core.stored import StoreIndex
+
+log = logging.getLogger("convzoo.core")
 
 # Hysteresis: step back up the frontier only when the higher variant would leave a fifth of
 # the budget spare, for three decisions in a row; step down at once when over budget.
@@ -34,151 +58,10 @@ STEP_UP_MARGIN = 0.2
 STEP_UP_AFTER = 3
 # Budgets within a quarter octave (about 19 %) of each other share one remembered choice.
 BUCKETS_PER_OCTAVE = 4
-# With no fresh observation, what was observed under load fades toward the unloaded figure
-# with this half-life: a variant or family nobody is served by (stepped away from, or every
-# request refused) must not be judged forever by its worst moment.
-OBSERVATION_HALF_LIFE_S = 5.0
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def _faded(unloaded: float, observed: float, observed_at: float, now: float | None) -> float:
-    age = (time.monotonic() if now is None else now) - observed_at
-    return unloaded + (observed - unloaded) * 0.5 ** (max(0.0, age) / OBSERVATION_HALF_LIFE_S)
-
-
-class ServiceTime:
-    """What a batch through one variant's backend costs on this machine, in milliseconds.
-
-    Profiled on demand: the median of a few runs at batch size 1 and at the max batch, sizes
-    in between interpolated linearly (on a CPU a batch costs about the sum of its images).
-    Kept current by observation: each served request's inference time is divided by the
-    profile's figure for the batch it actually ran in, and a 95th-percentile tracker follows
-    that slowdown. Its stochastic-approximation update q += STEP * q * (0.95 - [x <= q])
-    rises 9.5 % on an observation above the estimate and falls 0.5 % on one below, so it
-    settles where one observation in twenty exceeds it (a tail figure: a latency budget is a
-    promise about slow requests too). The slowdown is what the machine does to the variant
-    (other work competing for the cores, a profile taken at a busy moment); the size of the
-    batch a request will join is read from the batcher now, so load is not counted twice.
-    With no fresh observation the slowdown fades back to 1 (OBSERVATION_HALF_LIFE_S); under
-    steady traffic that fading between observations pulls a little against the 0.5 % steps,
-    so the figure sits between the 90th and 95th percentiles. An EWMA of the observed times
-    is kept for reports.
-    """
-
-    QUANTILE = 0.95
-    STEP = 0.1
-    MEAN_WEIGHT = 0.2
-
-    def __init__(self) -> None:
-        self.profiled_ms: dict[int, float] = {}
-        self.mean_ms: float | None = None
-        self.observations = 0
-        self._tail_slowdown = 1.0
-        self._observed_at = 0.0
-
-    def record_profile(self, batch_size: int, median_ms: float) -> None:
-        self.profiled_ms[batch_size] = median_ms
-
-    @property
-    def source(self) -> str:
-        if self.observations:
-            return "observed"
-        return "profiled" if self.profiled_ms else "unmeasured"
-
-    def profiled_at(self, batch_size: int = 1) -> float | None:
-        """The profile's figure for a batch of this size (linear between the measured ones)."""
-        if not self.profiled_ms:
-            return None
-        sizes = sorted(self.profiled_ms)
-        if batch_size <= sizes[0] or len(sizes) == 1:
-            return self.profiled_ms[sizes[0]]
-        lower = max(s for s in sizes if s <= batch_size)
-        upper = min((s for s in sizes if s >= batch_size), default=sizes[-1])
-        if upper == lower:
-            return self.profiled_ms[lower]
-        share = (batch_size - lower) / (upper - lower)
-        return self.profiled_ms[lower] + share * (self.profiled_ms[upper]
-                                                   - self.profiled_ms[lower])
-
-    def slowdown(self, now: float | None = None) -> float:
-        if not self.observations:
-            return 1.0
-        return _faded(1.0, self._tail_slowdown, self._observed_at, now)
-
-    def estimate_ms(self, batch_size: int = 1, now: float | None = None) -> float | None:
-        """The tail time of a batch of this size now; None before the variant is profiled."""
-        profiled = self.profiled_at(batch_size)
-        return None if profiled is None else profiled * self.slowdown(now)
-
-    def observe(self, infer_ms: float, batch_size: int = 1, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self.mean_ms = (infer_ms if self.mean_ms is None
-                        else self.mean_ms + self.MEAN_WEIGHT * (infer_ms - self.mean_ms))
-        profiled = self.profiled_at(batch_size)
-        if not profiled:
-            return  # nothing to compare with: the core profiles before a variant can serve
-        ratio, current = infer_ms / profiled, self.slowdown(now)
-        below = 1.0 if ratio <= current else 0.0
-        self._tail_slowdown = current + self.STEP * current * (self.QUANTILE - below)
-        self._observed_at = now
-        self.observations += 1
-
-
-class Overhead:
-    """What a family's requests spend outside the batcher, in milliseconds: decode,
-    preprocess, postprocess and the waits for a worker thread between them.
-
-    Mostly the image's and the machine's cost rather than the variant's, so one figure per
-    family: an EWMA of what requests took. With no fresh observation it fades toward the
-    lowest one seen (the unloaded cost), as service times fade toward their profile.
-    """
-
-    WEIGHT = 0.2
-
-    def __init__(self) -> None:
-        self.lowest_ms: float | None = None
-        self._mean_ms = 0.0
-        self._observed_at = 0.0
-
-    @property
-    def observed(self) -> bool:
-        return self.lowest_ms is not None
-
-    def estimate_ms(self, now: float | None = None) -> float:
-        if self.lowest_ms is None:
-            return 0.0  # nothing observed yet: `Variant.overhead_observed` says so
-        return _faded(self.lowest_ms, self._mean_ms, self._observed_at, now)
-
-    def observe(self, overhead_ms: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self.lowest_ms is None:
-            self._mean_ms = self.lowest_ms = overhead_ms
-        else:
-            current = self.estimate_ms(now)
-            self._mean_ms = current + self.WEIGHT * (overhead_ms - current)
-            self.lowest_ms = min(self.lowest_ms, overhead_ms)
-        self._observed_at = now
-
-
-def expected_queue_wait_ms(images_ahead: int, in_flight: int, max_batch_size: int,
-                           batch_ms: float, max_delay_ms: float = 0.0,
-                           instances: int = 1) -> float:
-    """How long a request arriving now should wait in a variant's batcher before it runs.
-
-    The images ahead (queued, or on their way to the queue) run `max_batch_size` at a time
-    on `instances` side by side (ahead / (max batch x instances) x the recent batch time,
-    which stands for what a batch costs under this load); when every instance is busy, the
-    first to finish has on average half its batch left; and a batch that will not fill
-    waits up to the batcher's `max_delay_ms` for companions, which overlaps with that rest.
-    """
-    instances = max(1, instances)
-    ahead = images_ahead / (max(1, max_batch_size) * instances) * batch_ms
-    running = batch_ms / 2.0 if in_flight >= instances else 0.0
-    gathering = max_delay_ms if images_ahead + 1 < max_batch_size else 0.0
-    return ahead + max(running, gathering)
 
 
 @dataclass(frozen=True)
@@ -255,44 +138,16 @@ def pareto_frontier(variants: Iterable[Variant]) -> list[Variant]:
     return frontier
 
 
-def _number(value: Any, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidArgument(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InvalidArgument(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def check_flag(value: Any, name: str) -> bool:
-    """A boolean option: a JSON boolean, or true/false/1/0/yes/no from a form or query."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", ""):
-        return False
-    raise InvalidArgument(f"{name} must be true or false, got {value!r}")
-
-
-def check_selection_arguments(latency_budget_ms: Any, min_top1: Any, allow_untrained: Any
-                              ) -> tuple[float | None, float | None, bool]:
-    budget = _number(latency_budget_ms, "latency_budget_ms")
-    floor = _number(min_top1, "min_top1")
-    if budget is None and floor is None:
+def check_selection_terms(latency_budget_ms: float | None, min_top1: float | None) -> None:
+    """What a selection request must give: a positive budget, a floor in percent, or both."""
+    if latency_budget_ms is None and min_top1 is None:
         raise InvalidArgument("give latency_budget_ms (the most accurate variant within it), "
                               "min_top1 (the fastest variant at least this accurate), or both")
-    if budget is not None and budget <= 0:
-        raise InvalidArgument(f"latency_budget_ms must be positive, got {budget}")
-    if floor is not None and not 0 <= floor <= 100:
-        raise InvalidArgument(f"min_top1 is a top-1 accuracy in percent (0 to 100), got {floor}")
-    return budget, floor, check_flag(allow_untrained, "allow_untrained")
+    if latency_budget_ms is not None and latency_budget_ms <= 0:
+        raise InvalidArgument(f"latency_budget_ms must be positive, got {latency_budget_ms}")
+    if min_top1 is not None and not 0 <= min_top1 <= 100:
+        raise InvalidArgument(f"min_top1 is a top-1 accuracy in percent (0 to 100), got "
+                              f"{min_top1}")
 
 
 def budget_bucket(latency_budget_ms: float) -> int:
@@ -350,7 +205,7 @@ def _ms_text(value: float | None) -> str:
 class VariantSelector:
     """Per-variant latency state and per-(family, budget bucket) remembered choices.
 
-    Not thread-safe by design: the inference core calls it from its event loop only.
+    Not thread-safe by design: the data plane calls it from its event loop only.
     """
 
     def __init__(self, step_up_margin: float = STEP_UP_MARGIN,
@@ -544,3 +399,173 @@ class VariantSelector:
                        "service_quantile": ServiceTime.QUANTILE,
                        "observation_half_life_s": OBSERVATION_HALF_LIFE_S},
         }
+
+
+# --- the selection service: the table from live engines, profiling, the choice, the run --
+
+# Profile repetitions (the median is kept) at batch 1, which decides the ranking and is
+# cheap, and at the max batch, which is slow.
+PROFILE_REPEATS_SINGLE = 5
+PROFILE_REPEATS_MAX_BATCH = 3
+
+
+class FamilySelection:
+    """Selection over the data plane's engines: a family's table (loading and profiling on
+    demand the variants that may serve), the choice, the chosen variant's run, and what that
+    run teaches the selector. The selector and its state are made here, with the service;
+    nothing has to run first. Not thread-safe by design: the event loop's only."""
+
+    def __init__(self, engines: Engines, runner: ModelRunner, store_index: StoreIndex,
+                 selector: VariantSelector | None = None) -> None:
+        self.engines = engines
+        self.runner = runner
+        self.store_index = store_index
+        self.selector = selector or VariantSelector()
+        self._profiling: dict[str, asyncio.Task] = {}
+        # Requests sent to a variant that are still decoding: not yet in its batcher's
+        # queue, but ahead of anyone choosing now (without them, concurrent choosers would
+        # all see an empty queue and pile onto the same variant).
+        self._preparing: Counter[str] = Counter()
+        # Profiling runs one at a time, so that their timings do not compete.
+        self._profile_executor = ThreadPoolExecutor(1, thread_name_prefix="model-profile")
+
+    def close(self) -> None:
+        self._profile_executor.shutdown(wait=False)
+
+    async def profile_startup_families(self, startup_models: Sequence[str]) -> None:
+        """Load and profile, before /readyz turns ready, every variant with real weights in
+        the families of the start-up models that /select can rank (a published top-1), so
+        that no request waits for a profile there (issue 18: the first /select took 4.7 s)."""
+        families = dict.fromkeys(model_spec(name).family for name in startup_models
+                                 if name in registry.all_specs())
+        for family in families:
+            if not any(spec.published for spec in registry.family(family)):
+                continue
+            started = time.perf_counter()
+            rows = await self.table(family)
+            profiled = ", ".join(f"{v.name} {v.service_ms:.1f} ms" for v in rows
+                                 if v.service_ms is not None)
+            log.info("profiled %s for /select in %.1fs (batch 1: %s)", family,
+                     time.perf_counter() - started, profiled or "no variant with real weights")
+
+    @staticmethod
+    def family_specs(family: str | None) -> list[ModelSpec]:
+        specs = registry.family(family) if family else []
+        if not specs:
+            families = sorted({s.family for s in registry.all_specs().values()})
+            what = f"unknown family {family!r}" if family else "no family given"
+            raise InvalidArgument(f"{what}; families: {', '.join(families)}",
+                                  valid_families=families)
+        return specs
+
+    async def table(self, family: str | None, allow_untrained: bool = False,
+                    measure_untrained: bool = False) -> list[Variant]:
+        """The family's rows now, loading and profiling on demand the variants that may serve
+        (those this call waited for are marked `profiled_for_request`)."""
+        specs = self.family_specs(family)
+        stored = self.store_index.statuses()
+        rows = []
+        for spec in specs:
+            engine = self.engines.get(spec.name)
+            weights = engine.weights_status if engine else stored.get(spec.name, MISSING)
+            wanted = weights == PRETRAINED or (
+                weights == RANDOM_INIT and (allow_untrained or measure_untrained))
+            note = ""
+            waited = False  # for loading or profiling, on behalf of the request deciding
+            try:
+                if engine is None and wanted:
+                    waited = True
+                    engine = await self.engines.engine(spec.name)
+                if engine is not None and not self.selector.service_time(spec.name).profiled_ms:
+                    waited = True
+                    await self._profile(engine)
+            except ServiceError as exc:  # one broken variant must not stop the others
+                note = exc.message
+            if engine is None:
+                rows.append(self.selector.variant(spec, weights, note=note))
+                continue
+            # A request sent now runs with (or after) those queued or decoding ahead of it.
+            ahead = engine.batcher.queued_images + self._preparing[spec.name]
+            rows.append(self.selector.variant(
+                spec, weights, self._queue_wait_ms(engine, ahead), note,
+                batch_size=min(ahead + 1, engine.batcher.max_batch_size),
+                profiled_for_request=waited))
+        return rows
+
+    async def select(self, request: SelectRequest) -> list[SelectResult]:
+        check_selection_terms(request.latency_budget_ms, request.min_top1)
+        self.family_specs(request.family)
+        return await each_image(request.images, partial(self._select, request))
+
+    async def _select(self, request: SelectRequest, image: bytes) -> SelectResult:
+        """Classify with the family's variant that best fits the budget and/or top-1 floor."""
+        family = request.family
+        started = time.perf_counter()
+        rows = await self.table(family, request.allow_untrained)
+        selection = self.selector.choose(family, rows, request.latency_budget_ms,
+                                         request.min_top1, request.allow_untrained)
+        name = selection.chosen.name
+        self._preparing[name] += 1
+        try:
+            engine = await self.engines.engine(name)
+            timing: dict[str, float] = {"selection": ms(time.perf_counter() - started)}
+            # Decoded for the chosen variant alone: the smallest scale that covers its resize.
+            batch = await self.runner.preprocess_images((image,), engine.spec, timing,
+                                                        request.deadline)
+        finally:
+            self._preparing[name] -= 1
+        probabilities = await self.runner.infer(engine, batch, timing, request.deadline)
+        result = self.runner.results(engine, probabilities, request.top_k, timing, started)[0]
+        actual_ms = round(result.timing_ms["total"] - timing["selection"], 3)
+        # Overhead: all but the batcher's part, waits for a preprocessing thread included.
+        self.selector.observe(family, name, timing["infer"],
+                              actual_ms - timing["queue"] - timing["infer"],
+                              batch_size=int(timing["batch_size"]))
+        return result.extended(SelectResult, selection=selection, actual_latency_ms=actual_ms)
+
+    async def frontier(self, request: FrontierRequest) -> dict[str, Any]:
+        """The family's table, accuracy/latency frontier and choices in force, measured now.
+
+        Random-init variants in the store are measured too (greyed in plots), never chosen.
+        """
+        rows = await self.table(request.family, request.allow_untrained,
+                                measure_untrained=True)
+        return self.selector.describe(request.family, rows, request.allow_untrained)
+
+    async def _profile(self, engine: Engine) -> None:
+        """Median backend time on zero batches of size 1 and the max batch, once per variant."""
+        name = engine.spec.name
+        if name not in self._profiling:
+            self._profiling[name] = asyncio.ensure_future(self._run_profile(engine))
+        try:
+            await asyncio.shield(self._profiling[name])
+        except Exception:
+            self._profiling.pop(name, None)  # let a later request try again
+            raise
+
+    async def _run_profile(self, engine: Engine) -> None:
+        def run() -> dict[int, float]:
+            spec, medians = engine.spec, {}
+            for size, repeats in ((1, PROFILE_REPEATS_SINGLE),
+                                  (engine.batcher.max_batch_size, PROFILE_REPEATS_MAX_BATCH)):
+                zeros = np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
+                                 np.float32)
+                runs = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    engine.backend.run(zeros)
+                    runs.append((time.perf_counter() - t0) * 1000.0)
+                medians[size] = statistics.median(runs)
+            return medians
+
+        medians = await asyncio.get_running_loop().run_in_executor(self._profile_executor, run)
+        for size, median_ms in medians.items():
+            self.selector.service_time(engine.spec.name).record_profile(size, median_ms)
+
+    def _queue_wait_ms(self, engine: Engine, ahead: int) -> float:
+        batcher = engine.batcher
+        recent = list(batcher.recent_batch_ms)[-8:]
+        batch_ms = (statistics.fmean(recent) if recent else
+                    self.selector.service_time(engine.spec.name).estimate_ms() or 0.0)
+        return expected_queue_wait_ms(ahead, batcher.in_flight, batcher.max_batch_size,
+                                      batch_ms, batcher.max_delay * 1e3, batcher.instances)

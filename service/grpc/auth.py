@@ -1,7 +1,8 @@
 """gRPC authentication: a server interceptor that asks every RPC for an API key in its
 metadata (`authorization: Bearer <key>` or `x-api-key: <key>`), through the same check as REST
 (`service.core.auth`). The standard health service stays open, as /livez and /readyz do: probes
-carry no key. A missing or wrong key ends the RPC with UNAUTHENTICATED, from the core's table.
+carry no key. A missing or wrong key ends the RPC with UNAUTHENTICATED, from the core's table,
+and the error code `unauthenticated` in the trailing metadata (`service.grpc.status`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import grpc
 from grpc_health.v1 import health
 
 from service.core.auth import ApiKeys
-from service.core.errors import Unauthenticated, grpc_status_name
+from service.core.errors import Unauthenticated
+from service.grpc.status import abort
 
 log = logging.getLogger("convzoo.grpc.auth")
 
@@ -23,10 +25,9 @@ OPEN_SERVICES = (health.SERVICE_NAME,)
 
 def _refusal(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
     """A handler of the same kind (unary or streaming, either way) that only refuses."""
-    status = grpc.StatusCode[grpc_status_name(error)]
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(status, error.message)
+        await abort(context, error)
 
     make = {(False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,

@@ -1,26 +1,31 @@
-"""`inference.GRPCInferenceService`: each RPC converts (`service.oip_codec`), calls the core and
-maps domain errors to gRPC status codes through the core's one table (`GRPC_STATUS`).
+"""`inference.GRPCInferenceService`: each RPC converts (`service.oip_codec`), calls the data
+plane and ends a failed call through the core's one error table (`service.grpc.status`: the
+status code, and the error's code and Retry-After in the trailing metadata).
 
-A client's gRPC deadline becomes the core's deadline, so requests whose caller has given up
-are dropped from the batcher queue instead of reaching the model.
+A client's gRPC deadline is the transport's bound of the request's deadline (with the
+`timeout_s` parameter, the earlier of the two), so requests whose caller has given up are
+dropped from the batcher queue instead of reaching the model.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract.oip import parameters_from_proto
 from service import oip_codec as codec
-from service.core.errors import Overloaded, ServiceError, grpc_status_name
-from service.core.inference import InferenceCore
+from service.core.dataplane import DataPlane
+from service.core.errors import ServiceError
+from service.grpc.status import abort
 
 log = logging.getLogger("convzoo.grpc")
+
+ENDPOINT = "grpc_infer"  # the metric label of inference requests
 
 
 @asynccontextmanager
@@ -30,11 +35,7 @@ async def status_from_errors(context: grpc.aio.ServicerContext, rpc: str
     try:
         yield
     except ServiceError as error:
-        trailing = ()
-        if isinstance(error, Overloaded):
-            trailing = (("retry-after", str(max(1, round(error.retry_after_s)))),)
-        await context.abort(grpc.StatusCode[grpc_status_name(error)], error.message,
-                            trailing_metadata=trailing)
+        await abort(context, error)
     except grpc.aio.AbortError:
         raise
     except Exception:
@@ -42,14 +43,9 @@ async def status_from_errors(context: grpc.aio.ServicerContext, rpc: str
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
 
-def deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
 class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, core: InferenceCore) -> None:
-        self.core = core
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ServerLiveResponse:
@@ -57,7 +53,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerReady(self, request: pb.ServerReadyRequest,
                           context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.core.ready)
+        return pb.ServerReadyResponse(ready=self.plane.ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
                              context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
@@ -66,32 +62,37 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ModelReadyResponse:
         async with status_from_errors(context, "ModelReady"):
-            ready = codec.model_ready(self.core, request.name, request.version)
+            ready = self.plane.model_ready(request.name)
+            codec.check_version(request.name, request.version)
             return pb.ModelReadyResponse(ready=ready)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
+        """An empty name means the default model, as for ModelInfer."""
         async with status_from_errors(context, "ModelMetadata"):
-            info = codec.model_metadata(self.core, request.name, request.version)
-            return codec.model_metadata_to_proto(info)
+            signature = self.plane.signature(request.name or None)
+            codec.check_version(signature.name, request.version)
+            return codec.model_metadata_to_proto(codec.model_metadata(signature))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ModelInferResponse:
         async with (status_from_errors(context, "ModelInfer"),
-                    self.core.observe("grpc_infer", request.model_name or None)):
-            call = codec.classify_call(self.core, request.model_name, request.model_version,
-                                       codec.inputs_from_proto(request),
-                                       codec.parameters_from_proto(request.parameters),
-                                       [output.name for output in request.outputs])
-            results = await codec.run(self.core, call, deadline(context))
+                    self.plane.observe(ENDPOINT, request.model_name or None) as observation):
+            call = codec.infer_call(self.plane.spec, request.model_name, request.model_version,
+                                    codec.inputs_from_proto(request),
+                                    parameters_from_proto(request.parameters),
+                                    [output.name for output in request.outputs],
+                                    context.time_remaining())
+            observation.label = call.requested
+            results = await self.plane.answer(call.request)
+            observation.ran(results)
             return codec.infer_response_to_proto(
-                call.model or results[0]["model"], request.id,
-                codec.output_tensors(results, call.outputs),
+                results[0].model, request.id, codec.output_tensors(results, call.outputs),
                 codec.response_parameters(results), raw=bool(request.raw_input_contents))
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,
                               context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
         async with status_from_errors(context, "RepositoryIndex"):
-            index = codec.repository_index(self.core, ready_only=request.ready)
+            index = codec.repository_index(self.plane.repository_index(request.ready))
             return pb.RepositoryIndexResponse(
                 models=[pb.RepositoryIndexResponse.ModelIndex(**m) for m in index])

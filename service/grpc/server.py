@@ -19,11 +19,11 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.auth import ApiKeys
 from service.core.config import ServingConfig
-from service.core.inference import InferenceCore
+from service.core.dataplane import DataPlane
 from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.oip_servicer import OipServicer
 
@@ -34,16 +34,16 @@ SERVICE_NAMES = (OIP_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
 
 
 class ReadinessHealth(health.aio.HealthServicer):
-    """Answers a check of the server or the OIP service from the core's readiness now."""
+    """Answers a check of the server or the OIP service from the data plane's readiness now."""
 
-    def __init__(self, core: InferenceCore) -> None:
+    def __init__(self, plane: DataPlane) -> None:
         super().__init__()
-        self.core = core
+        self.plane = plane
 
     async def Check(self, request: health_pb2.HealthCheckRequest,
                     context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
         if request.service in ("", OIP_SERVICE):
-            status = (health_pb2.HealthCheckResponse.SERVING if self.core.ready
+            status = (health_pb2.HealthCheckResponse.SERVING if self.plane.ready
                       else health_pb2.HealthCheckResponse.NOT_SERVING)
             await self.set(request.service, status)  # ignored once shutting down
         return await super().Check(request, context)
@@ -51,7 +51,7 @@ class ReadinessHealth(health.aio.HealthServicer):
 
 def reflection_pool() -> descriptor_pool.DescriptorPool:
     """One pool with all three services: the OIP stubs live in a private pool of their own
-    (see clients/generate_protos.py), health and reflection in protobuf's default one."""
+    (see contract/generate_protos.py), health and reflection in protobuf's default one."""
     pool = descriptor_pool.DescriptorPool()
     for file in (pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
         proto = descriptor_pb2.FileDescriptorProto()
@@ -72,19 +72,19 @@ def tls_credentials(config: ServingConfig) -> grpc.ServerCredentials | None:
 
 
 class GrpcServer:
-    def __init__(self, core: InferenceCore, port: int | None = None, host: str = "[::]",
+    def __init__(self, plane: DataPlane, port: int | None = None, host: str = "[::]",
                  max_message_bytes: int | None = None) -> None:
-        self.core = core
-        self.address = f"{host}:{core.config.grpc_port if port is None else port}"
-        self.max_message_bytes = max_message_bytes or core.config.grpc_message_limit_bytes
-        self.health = ReadinessHealth(core)
+        self.plane = plane
+        self.address = f"{host}:{plane.config.grpc_port if port is None else port}"
+        self.max_message_bytes = max_message_bytes or plane.config.grpc_message_limit_bytes
+        self.health = ReadinessHealth(plane)
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
         """Starts serving on the running event loop; returns the port it listens on."""
-        keys = ApiKeys.from_config(self.core.config)
-        credentials = tls_credentials(self.core.config)
+        keys = ApiKeys.from_config(self.plane.config)
+        credentials = tls_credentials(self.plane.config)
         options = [
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.max_receive_message_length", self.max_message_bytes),
@@ -93,7 +93,7 @@ class GrpcServer:
         ]
         server = grpc.aio.server(
             interceptors=[ApiKeyInterceptor(keys)] if keys.enabled else [], options=options)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(OipServicer(self.core), server)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(OipServicer(self.plane), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=reflection_pool())
         try:

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.launch import ROOT, LiveServer, start_server, stop_server
 from tests.fixtures.system_tools import tool_or_skip
+from tools.launch import ROOT, LiveServer, start_server, stop_server
 
 CHROMIUM = os.environ.get("CONVZOO_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing the browser would fetch on its own (updates, sync, QUIC probes).

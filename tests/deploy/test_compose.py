@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -170,11 +171,28 @@ def test_dockerfile_builds_the_targets_compose_asks_for():
 
 
 def test_dockerfile_imports_the_default_models_at_build_time_and_serves_them():
-    service = " ".join(dockerfile_stages()["service"])
-    app = " ".join(dockerfile_stages()["app"])
+    stages = dockerfile_stages()
+    service, app, models = (" ".join(stages[name]) for name in ("service", "app", "models"))
     assert "BENTOML_HOME=" in app
-    assert "RUN python -m model_store pull" in service
+    assert "RUN python -m model_store pull" in models
+    assert "COPY --from=models --chown=10001:10001 /opt/convzoo/bentoml/models " in service
+    assert "BENTOML_HOME=/opt/convzoo/bentoml " in app
     assert json.loads(service.split("CMD ")[-1]) == SERVICE_COMMAND
+
+
+def test_the_service_image_has_the_serving_only_install():
+    # The service stage builds on `app`, which installs pyproject.toml's dependencies (no
+    # torch); the `import` extra is installed in the `models` build stage only.
+    stages = dockerfile_stages()
+    service, app, models = (" ".join(stages[name]) for name in ("service", "app", "models"))
+    assert stages["service"][0].startswith("FROM app AS service")
+    assert "['project']['dependencies']" in app and "optional-dependencies" not in app
+    assert "['optional-dependencies']['import']" in models
+    assert "pip install" not in service and "model_store pull" not in service
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    serving = " ".join(project["dependencies"]).lower()
+    assert "torch" not in serving and "timm" not in serving
+    assert any(r.startswith("torch==") for r in project["optional-dependencies"]["import"])
 
 
 def test_dockerignore_keeps_out_local_state_but_not_what_the_dockerfile_copies():
@@ -183,7 +201,8 @@ def test_dockerignore_keeps_out_local_state_but_not_what_the_dockerfile_copies()
     for local in (".venv", ".bentoml", ".git", "loadtest/reports"):
         assert local in patterns
     copied = [part for stage in dockerfile_stages().values() for line in stage
-              if line.startswith("COPY ") for part in line.split()[1:-1]]
+              if line.startswith("COPY ") and "--from=" not in line
+              for part in line.split()[1:-1] if not part.startswith("--")]
     assert copied, "the Dockerfile copies nothing"
     for source in copied:
         assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is missing"

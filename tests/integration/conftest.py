@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launch import (  # noqa: F401  (re-exported for the test modules)
+from tests.fixtures.tls import self_signed_certificate
+from tools.launch import (  # noqa: F401  (re-exported for the test modules)
     BENTOML,
     ROOT,
     LiveServer,
     start_server,
     stop_server,
 )
-from tests.fixtures.tls import self_signed_certificate
 
 DEFAULT_TEST_CONFIG = {
     "default_model": "efficientnet_lite0",

@@ -2,7 +2,7 @@
 
 Runs docs/accuracy.md's two commands on an empty model store: `python -m model_store pull
 lenet5` trains seed 0 from scratch (about 25 s of CPU in a process of its own) and `python -m
-service.evaluate --digits-table` scores the seven rows (about 15 s), then compares what they
+tools.evaluate --digits-table` scores the seven rows (about 15 s), then compares what they
 give with the doc's table (parsed from the doc, so an edit that drifts from the figures fails
 here), with the weights' digest the doc states, and with README.md's held-out accuracy.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from service.evaluate import DIGITS_TABLE, DIGITS_TABLE_HEADER
 from tests.integration.conftest import ROOT
+from tools.evaluate import DIGITS_TABLE, DIGITS_TABLE_HEADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,7 +105,7 @@ def test_a_fresh_training_gives_the_documented_weights_and_held_out_accuracy(tra
 
 
 def test_the_seven_rows_reproduce_from_the_fresh_store(fresh_store):
-    table = run(["-m", "service.evaluate", "--digits-table"], fresh_store,
+    table = run(["-m", "tools.evaluate", "--digits-table"], fresh_store,
                 timeout=600).splitlines()
     assert len(table) == 2 + len(DIGITS_TABLE)
     assert table == documented_table()

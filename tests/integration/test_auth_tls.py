@@ -6,6 +6,8 @@ The certificate is self-signed for these tests (`tests/fixtures/tls.py`).
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
 
 import grpc
@@ -14,10 +16,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import ConvZooClient
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.errors import AuthenticationError, UnavailableError
 from clients.transport import RetryPolicy
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,6 +86,36 @@ def test_plain_http_to_the_tls_port_and_an_unknown_certificate_fail(secured):
         httpx.get(server.http_url.replace("https://", "http://") + "/livez", timeout=5)
     with pytest.raises(httpx.ConnectError, match="(?i)certificate verify failed"):
         httpx.get(server.http_url + "/livez", timeout=5)  # the system's CAs do not know it
+
+
+def tls12_handshake(server, cert, ciphers: str) -> str | None:
+    """The suite a TLS 1.2 client offering only `ciphers` gets, or None if refused."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    host, port = server.http_url.removeprefix("https://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.cipher()[0]
+    except ssl.SSLError:
+        return None
+
+
+def test_tls12_offers_aead_suites_and_refuses_cbc(secured):
+    # BentoML's default cipher string ("TLSv1") offered only CBC/SHA-1 suites over TLS 1.2 and
+    # refused these (issue 14); service.TLS12_CIPHERS sets forward-secret AEAD ones.
+    server, cert = secured
+    assert tls12_handshake(server, cert, "ECDHE-RSA-AES128-GCM-SHA256") == (
+        "ECDHE-RSA-AES128-GCM-SHA256")
+    assert tls12_handshake(server, cert, "ECDHE-RSA-AES256-GCM-SHA384") == (
+        "ECDHE-RSA-AES256-GCM-SHA384")
+    assert tls12_handshake(server, cert, "ECDHE-RSA-CHACHA20-POLY1305") == (
+        "ECDHE-RSA-CHACHA20-POLY1305")
+    for cbc in ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA", "AES128-SHA", "AES256-SHA"):
+        assert tls12_handshake(server, cert, cbc) is None, cbc
+    # Left to choose, a TLS 1.2 client gets an AEAD suite.
+    assert re.search(r"GCM|CHACHA20", tls12_handshake(server, cert, "ALL:@SECLEVEL=1"))
 
 
 def test_sdk_over_https_with_a_key(secured, digit_pngs):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core import nvml
 from service.core.backends import OnnxRuntimeBackend, TorchBackend, backend_for, create_backend
@@ -22,7 +22,7 @@ from service.core.errors import DeviceUnavailable
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "lenet5"])
 def test_pytorch_backend_matches_onnxruntime_with_real_weights(name):
-    stored = store.find(name)
+    stored = repository.find(name)
     assert stored is not None, f"{name} not in the store: run `make models`"
     spec = registry.get(name)
     image = Image.fromarray(data.chelsea()) if spec.input.channels == 3 else Image.fromarray(
@@ -37,11 +37,11 @@ def test_pytorch_backend_matches_onnxruntime_with_real_weights(name):
 
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown backend"):
-        create_backend("tensorflow", store.find("lenet5"), "cpu", None)
+        create_backend("tensorflow", repository.find("lenet5"), "cpu", None)
 
 
 def test_cpu_machine_uses_the_cpu_provider():
-    backend = OnnxRuntimeBackend(store.find("lenet5"), device="auto")
+    backend = OnnxRuntimeBackend(repository.find("lenet5"), device="auto")
     assert backend.device in ("cpu", "cuda")
     if backend.device == "cpu":
         assert backend.providers == ["CPUExecutionProvider"]
@@ -49,7 +49,7 @@ def test_cpu_machine_uses_the_cpu_provider():
 
 @pytest.mark.parametrize("spinning", [False, True])
 def test_intra_op_spinning_follows_the_configuration(spinning):
-    backend = create_backend("onnxruntime", store.find("lenet5"), "cpu", 2, spinning)
+    backend = create_backend("onnxruntime", repository.find("lenet5"), "cpu", 2, spinning)
     options = backend.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == (
         "1" if spinning else "0")
@@ -67,7 +67,7 @@ def _photo_batch(name: str, copies: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "lenet5"])
 def test_io_binding_gives_exactly_what_session_run_gives(name):
-    stored = store.find(name)
+    stored = repository.find(name)
     bound = OnnxRuntimeBackend(stored, device="cpu", io_binding=True)
     plain = OnnxRuntimeBackend(stored, device="cpu", io_binding=False)
     assert bound.execution.io_binding and not plain.execution.io_binding
@@ -84,7 +84,7 @@ def test_io_binding_gives_exactly_what_session_run_gives(name):
 
 def test_io_binding_keeps_concurrent_instances_apart():
     """Instances run batches at the same time on one session: buffers are per thread."""
-    stored = store.find("lenet5")
+    stored = repository.find("lenet5")
     backend = OnnxRuntimeBackend(stored, device="cpu", threads=1, io_binding=True)
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal((4, 1, 32, 32)).astype(np.float32) for _ in range(8)]
@@ -102,7 +102,7 @@ def _no_gpu_here() -> bool:
 
 @pytest.mark.skipif(not _no_gpu_here(), reason="checks the fallback on a machine with no GPU")
 def test_auto_on_a_machine_without_gpu_falls_back_and_says_why(tmp_path):
-    original = store.find("lenet5")
+    original = repository.find("lenet5")
     folder = tmp_path / "lenet5"  # a copy with no fp16 variant yet
     shutil.copytree(original.path, folder, ignore=shutil.ignore_patterns("model.fp16.*"))
     stored = SimpleNamespace(path=folder, record=original.record,
@@ -121,13 +121,13 @@ def test_auto_on_a_machine_without_gpu_falls_back_and_says_why(tmp_path):
 @pytest.mark.skipif(not _no_gpu_here(), reason="checks the refusal on a machine with no GPU")
 def test_device_cuda_without_gpu_is_refused():
     with pytest.raises(DeviceUnavailable, match="device: cuda is configured"):
-        OnnxRuntimeBackend(store.find("lenet5"), device="cuda")
+        OnnxRuntimeBackend(repository.find("lenet5"), device="cuda")
 
 
 def test_backend_for_takes_every_setting_from_the_configuration(tmp_path):
     config = load_config(tmp_path / "none.yaml", device="cpu", threads=1, io_binding=False,
                          intra_op_spinning=True)
-    backend = backend_for(config, store.find("lenet5"), "lenet5")
+    backend = backend_for(config, repository.find("lenet5"), "lenet5")
     assert backend.execution.io_binding is False and backend._bound is None
     options = backend.session.get_session_options()
     assert options.intra_op_num_threads == 1
@@ -138,7 +138,7 @@ def test_backend_for_takes_every_setting_from_the_configuration(tmp_path):
 
 def test_tensorrt_gets_the_model_shape_and_max_batch_as_its_profile(tmp_path):
     """What the backend would hand the TensorRT provider (no TensorRT runs here)."""
-    stored = store.find("efficientnet_lite2")
+    stored = repository.find("efficientnet_lite2")
     settings = TensorRTConfig(cache_dir=str(tmp_path / "trt"))
     name, options = OnnxRuntimeBackend._with_options(
         "TensorrtExecutionProvider", stored, True, settings, 24)

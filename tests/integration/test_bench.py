@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from service import bench
+from tools import bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

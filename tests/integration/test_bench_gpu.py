@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from service import bench_gpu
 from service.core import nvml
+from tools import bench_gpu
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

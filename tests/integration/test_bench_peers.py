@@ -12,8 +12,8 @@ import socket
 import pytest
 import yaml
 
-from service.bench_peers import cli
-from service.launch import ROOT
+from tools.bench_peers import cli
+from tools.launch import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_bench_peers_against_plain_bentoml(tmp_path, capsys):
     # Another checkout of the project: a copy of this one's packages (no git history).
     checkout = tmp_path / "checkout"
-    for package in ("service", "model_store", "clients"):
+    for package in ("contract", "service", "model_store", "clients"):
         shutil.copytree(ROOT / package, checkout / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "report" / "peers.json"

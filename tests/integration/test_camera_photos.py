@@ -16,14 +16,20 @@ import numpy as np
 import pytest
 
 from clients.client import AsyncConvZooClient, ConvZooClient
-from model_store import registry, store
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core import decoding
 from service.core.config import load_config, usable_cores
+from service.core.dataplane import DataPlane
 from service.core.decoding import decode_image
-from service.core.inference import InferenceCore
 from service.core.layout import candidate_layouts
 from service.core.postprocess import softmax
+from service.core.requests import (
+    ClassifyRequest,
+    EnsembleRequest,
+    MulticropRequest,
+    SelectRequest,
+)
 from tests.integration.conftest import start_server, stop_server
 from tools import photos
 
@@ -64,7 +70,7 @@ def test_the_served_12mp_answer_is_the_full_decoding_answer(http, name):
     import onnxruntime as ort
 
     spec = registry.get("efficientnet_lite0").input
-    session = ort.InferenceSession(str(store.find("efficientnet_lite0").onnx_path),
+    session = ort.InferenceSession(str(repository.find("efficientnet_lite0").onnx_path),
                                    providers=["CPUExecutionProvider"])
     full = softmax(session.run(None, {"input": preprocess(decode_image(at_12mp(name)),
                                                           spec)[None]})[0])[0]
@@ -82,27 +88,32 @@ async def test_each_endpoint_decodes_at_the_side_it_needs(monkeypatch, tmp_path)
     asked: list[int | None] = []
     real_decode = decoding.ImageProbe.decode
 
-    def spy(probe, min_side=None):
+    def spy(probe, min_side=None, *args):
         asked.append(min_side)
-        return real_decode(probe, min_side)
+        return real_decode(probe, min_side, *args)
 
     monkeypatch.setattr(decoding.ImageProbe, "decode", spy)
     config = load_config(tmp_path / "none.yaml", startup_models=(),
                          batching={"instances": 1})
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     photo = photos.camera_jpeg("chelsea", 3.0)
     lite = {n: registry.get(f"efficientnet_lite{n}").input.resize for n in range(3)}
     try:
-        await core.start()
-        await core.classify("efficientnet_lite1", [photo])
-        await core.multicrop("efficientnet_lite0", photo, crops=10)
-        await core.multicrop("efficientnet_lite0", photo, crops=144)
-        await core.ensemble(photo, models=["efficientnet_lite0", "efficientnet_lite2"])
-        await core.classify("lenet5", [photos.encode(photos.photo("page"), "PNG")])
-        selected = await core.select(photo, "efficientnet_lite", latency_budget_ms=10_000)
+        await plane.start()
+        await plane.classify(ClassifyRequest(images=(photo,), model="efficientnet_lite1"))
+        await plane.multicrop(MulticropRequest(images=(photo,), model="efficientnet_lite0",
+                                               crops=10))
+        await plane.multicrop(MulticropRequest(images=(photo,), model="efficientnet_lite0",
+                                               crops=144))
+        await plane.ensemble(EnsembleRequest(images=(photo,), models=(
+            "efficientnet_lite0", "efficientnet_lite2")))
+        await plane.classify(ClassifyRequest(
+            images=(photos.encode(photos.photo("page"), "PNG"),), model="lenet5"))
+        (selected,) = await plane.select(SelectRequest(
+            images=(photo,), family="efficientnet_lite", latency_budget_ms=10_000))
     finally:
-        await core.close()
-    chosen = registry.get(selected["model"]).input.resize
+        await plane.close()
+    chosen = registry.get(selected.model).input.resize
     assert asked == [lite[1], lite[0], round(lite[0] * 352 / 256), lite[2],
                      registry.get("lenet5").input.resize, chosen]
 
@@ -110,8 +121,8 @@ async def test_each_endpoint_decodes_at_the_side_it_needs(monkeypatch, tmp_path)
 def test_model_info_and_metadata_say_what_each_scheme_decodes_for(http, server):
     import grpc
 
-    from clients._proto import grpc_predict_v2_pb2 as pb
-    from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+    from contract._proto import grpc_predict_v2_pb2 as pb
+    from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
     sides = http.get("/models/efficientnet_lite0").json()["input"]["decode_sides"]
     assert sides == {"1": 256, "5": 256, "10": 256, "144": 352}
@@ -150,7 +161,7 @@ def test_the_sdk_shrinks_photos_for_the_model_when_asked(server, monkeypatch, tr
             ConvZooClient(url, transport=transport) as plain:
         assert shrinking.classify(photo).top.index == plain.classify(photo).top.index == ESPRESSO
         assert shrinking.multicrop(photo, crops=144).top.index == ESPRESSO
-    assert len(sent) == 2 and all(after < before / 4 for before, after in sent)
+    assert len(sent) == 2 and all(after < before / 3 for before, after in sent)
 
     async def asynchronous() -> int:
         async with AsyncConvZooClient(url, transport=transport, resize_for_model=True) as c:
@@ -167,12 +178,13 @@ FLOOD_CONFIG = {
     "default_model": "efficientnet_lite0",
     "startup_models": ["efficientnet_lite0"],
     "batching": {"instances": "auto"},
-    # One thread for large photos and room for one 12 MP photo at a time; waits of 0.5 s.
+    # One thread for large photos and room for one 12 MP photo at a time; waits of 50 ms,
+    # shorter than the queue of a flood takes to drain.
     "decode_lanes": [{"name": "small", "max_image_pixels": 2_000_000,
                       "budget_pixels": 64_000_000},
                      {"name": "large", "max_image_pixels": 40_000_000,
                       "budget_pixels": 13_000_000, "threads": 1}],
-    "decode_wait_s": 0.5,
+    "decode_wait_s": 0.05,
 }
 
 
@@ -191,8 +203,8 @@ def test_a_flood_of_large_photos_is_refused_cleanly_while_small_ones_pass(flood_
         return httpx.post(url + "/classify", content=data, timeout=120,
                           headers={"content-type": "image/jpeg"})
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        flood = [pool.submit(post, large) for _ in range(12)]
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        flood = [pool.submit(post, large) for _ in range(16)]
         time.sleep(0.3)
         thumbnails = [pool.submit(post, small) for _ in range(3)]
         ready = httpx.get(url + "/readyz", timeout=10)

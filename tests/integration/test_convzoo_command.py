@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from service.launch import free_ports
+from tools.launch import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,10 +14,11 @@ import grpc
 import httpx
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.core.config import load_config, usable_cores
-from service.core.inference import InferenceCore
+from service.core.dataplane import DataPlane
+from service.core.requests import ClassifyRequest
 from tests.integration.conftest import ROOT, start_server, stop_server
 
 
@@ -25,32 +26,33 @@ async def test_least_recently_used_idle_model_is_evicted_under_the_memory_budget
     # lite0 ~ 2 x 18 MB + 32 in the estimate, lenet5 ~ 32 MB: a 120 MB budget holds two.
     config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
                          startup_models=("efficientnet_lite0",), memory_budget_mb=120)
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     try:
-        await core.start()
-        await core.engine("lenet5")
-        assert set(core.engines) == {"efficientnet_lite0", "lenet5"}
-        await core.engine("efficientnet_lite1")
+        await plane.start()
+        await plane.engines.engine("lenet5")
+        assert set(plane.engines.loaded) == {"efficientnet_lite0", "lenet5"}
+        await plane.engines.engine("efficientnet_lite1")
         # lenet5 was the least recently used idle model; the default model is never evicted.
-        assert set(core.engines) == {"efficientnet_lite0", "efficientnet_lite1"}
-        info = core.model_info("lenet5")
+        assert set(plane.engines.loaded) == {"efficientnet_lite0", "efficientnet_lite1"}
+        info = plane.model_status("lenet5").to_dict()
         assert info["loaded"] is False and info["weights"] == "pretrained"
     finally:
-        await core.close()
+        await plane.close()
 
 
 async def test_models_outside_the_start_up_list_load_on_first_use(tmp_path, cat_jpeg):
     config = load_config(tmp_path / "none.yaml", default_model="lenet5",
                          startup_models=("lenet5",))
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     try:
-        await core.start()
-        assert set(core.engines) == {"lenet5"} and core.ready
-        result = await core.classify("efficientnet_lite0", [cat_jpeg], 3)
-        assert result[0]["model"] == "efficientnet_lite0"
-        assert core.model_info("efficientnet_lite0")["loaded"] is True
+        await plane.start()
+        assert set(plane.engines.loaded) == {"lenet5"} and plane.ready
+        result = await plane.classify(ClassifyRequest(images=(cat_jpeg,),
+                                                      model="efficientnet_lite0", top_k=3))
+        assert result[0].model == "efficientnet_lite0"
+        assert plane.model_status("efficientnet_lite0").to_dict()["loaded"] is True
     finally:
-        await core.close()
+        await plane.close()
 
 
 async def test_model_instances_divide_the_cores_and_each_serves(tmp_path, cat_jpeg):
@@ -58,19 +60,19 @@ async def test_model_instances_divide_the_cores_and_each_serves(tmp_path, cat_jp
     config = load_config(tmp_path / "none.yaml", default_model="lenet5",
                          startup_models=("lenet5",),
                          batching={"max_batch_size": 1, "max_delay_ms": 0, "instances": 2})
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     try:
-        await core.start()
-        engine = core.engines["lenet5"]
+        await plane.start()
+        engine = plane.engines.get("lenet5")
         assert engine.batcher.instances == 2
         threads = engine.backend.session.get_session_options().intra_op_num_threads
         assert threads == config.threads_for("lenet5") == max(1, usable_cores() // 2)
-        results = await asyncio.gather(*(core.classify("lenet5", [cat_jpeg], 1)
-                                         for _ in range(8)))
-        assert all(r[0]["timing_ms"]["batch_size"] == 1 for r in results)
-        assert len({r[0]["predictions"][0]["index"] for r in results}) == 1
+        request = ClassifyRequest(images=(cat_jpeg,), model="lenet5", top_k=1)
+        results = await asyncio.gather(*(plane.classify(request) for _ in range(8)))
+        assert all(r[0].timing_ms["batch_size"] == 1 for r in results)
+        assert len({r[0].predictions[0].index for r in results}) == 1
     finally:
-        await core.close()
+        await plane.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from service.soak import worker_process
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import start_server, stop_server
+from tools.soak import worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,12 +14,12 @@ import numpy as np
 import onnx
 import pytest
 
-from model_store import store
+from model_store import repository
 from model_store.fp16 import FP16_FILE, FP16_RECORD, fp16_variant, measure_parity
 
 
 def stored_copy(name: str, tmp_path) -> SimpleNamespace:
-    original = store.find(name)
+    original = repository.find(name)
     assert original is not None, f"{name} not in the store: run `make models`"
     folder = tmp_path / name
     shutil.copytree(original.path, folder, ignore=shutil.ignore_patterns("model.fp16.*"))

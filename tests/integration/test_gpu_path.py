@@ -8,8 +8,9 @@ import pytest
 
 from service.core import nvml
 from service.core.config import load_config
+from service.core.dataplane import DataPlane
 from service.core.errors import DeviceUnavailable
-from service.core.inference import InferenceCore
+from service.core.requests import ClassifyRequest
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,13 @@ async def test_a_configured_gpu_that_is_not_usable_fails_start_up(tmp_path, key,
     turns ready), where a model that merely failed to load would be logged and served on."""
     config = load_config(tmp_path / "none.yaml", default_model="lenet5",
                          startup_models=("lenet5",), **{key: value})
-    core = InferenceCore(config)
+    plane = DataPlane(config)
     try:
         with pytest.raises(DeviceUnavailable, match=f"{key}: {value} is configured"):
-            await core.start()
-        assert not core.ready
+            await plane.start()
+        assert not plane.ready
     finally:
-        await core.close()
+        await plane.close()
 
 
 async def test_requests_go_through_the_gpu_preprocessor_when_there_is_one(tmp_path, cat_jpeg,
@@ -54,18 +55,19 @@ async def test_requests_go_through_the_gpu_preprocessor_when_there_is_one(tmp_pa
 
     config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
                          startup_models=("efficientnet_lite0",))
-    core = InferenceCore(config)
+    plane = DataPlane(config)
+    photos = ClassifyRequest(images=(cat_jpeg, coffee_jpeg), top_k=3)
     try:
-        await core.start()
-        assert core.gpu_jpeg is None  # decode auto, no model on a GPU here
-        on_cpu = await core.classify(None, [cat_jpeg, coffee_jpeg], 3)
-        core.gpu_jpeg = GpuJpegPreprocessor("cpu", min_pixels=0)
-        on_gpu_path = await core.classify(None, [cat_jpeg, coffee_jpeg], 3)
+        await plane.start()
+        assert plane.runner.gpu_jpeg is None  # decode auto, no model on a GPU here
+        on_cpu = await plane.classify(photos)
+        plane.runner.gpu_jpeg = GpuJpegPreprocessor("cpu", min_pixels=0)
+        on_gpu_path = await plane.classify(photos)
         for cpu_result, gpu_result in zip(on_cpu, on_gpu_path, strict=True):
-            assert ([p["index"] for p in gpu_result["predictions"]]
-                    == [p["index"] for p in cpu_result["predictions"]])
-            assert gpu_result["timing_ms"]["decode"] > 0
+            assert ([p.index for p in gpu_result.predictions]
+                    == [p.index for p in cpu_result.predictions])
+            assert gpu_result.timing_ms["decode"] > 0
         with pytest.raises(InvalidImage, match=r"images\[1\]: not an image file"):
-            await core.classify(None, [cat_jpeg, b"definitely not a JPEG"], 3)
+            await plane.classify(ClassifyRequest(images=(cat_jpeg, b"definitely not a JPEG")))
     finally:
-        await core.close()
+        await plane.close()

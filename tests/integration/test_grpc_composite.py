@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from clients import ConvZooClient
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from clients.protocol import infer_request
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 CAT_CLASSES = set(range(281, 286))
 
@@ -62,6 +62,8 @@ def test_named_ensemble_over_grpc(stub, cat_jpeg):
     response = stub.ModelInfer(infer_request("ensemble", [cat_jpeg], ensemble="lite-pair"),
                                timeout=120)
     assert set(_indices(response)) & CAT_CLASSES
+    # The model that ran is the configured ensemble, as REST's `model` says.
+    assert response.model_name == _parameters(response)["ensemble"] == "lite-pair"
 
 
 def test_select_over_grpc(stub, cat_jpeg):
@@ -71,6 +73,7 @@ def test_select_over_grpc(stub, cat_jpeg):
     assert parameters["chosen"] in ("efficientnet_lite0", "efficientnet_lite1",
                                     "efficientnet_lite2")
     assert json.loads(parameters["selection"])["chosen"] == parameters["chosen"]
+    assert response.model_name == parameters["chosen"]  # the model that ran
     assert set(_indices(response)) & CAT_CLASSES
 
 

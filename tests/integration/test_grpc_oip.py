@@ -16,9 +16,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from model_store import registry, store
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from model_store import registry, repository
 from model_store.transforms import preprocess
 from service.core.config import load_config
 from service.core.decoding import decode_image
@@ -32,7 +32,7 @@ OIP_SERVICE = "inference.GRPCInferenceService"
 @pytest.fixture(scope="module")
 def model_without_weights() -> str:
     """A registry model with no weights in the store: it can never be loaded."""
-    stored = store.stored_status()
+    stored = repository.stored_status()
     missing = [name for name in registry.all_specs() if name not in stored]
     if not missing:
         pytest.skip("every registry model has weights in this store")

@@ -1,6 +1,7 @@
 """gRPC and REST requests reach the same core in the same process, so they share one batcher
 per model: 8 + 8 concurrent requests on efficientnet_lite0 (batched with a 25 ms delay) run
-in fewer, larger batches, and /metrics counts both protocols.
+in fewer, larger batches, and /metrics counts both protocols, composites under the one label
+rule (the chosen variant, the configured ensemble), whichever protocol carried them.
 
 This module runs a server of its own (only efficientnet_lite0), so that no other test's
 requests mix into the counters it compares."""
@@ -17,8 +18,8 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import (
     DEFAULT_TEST_CONFIG,
     LiveServer,
@@ -122,3 +123,30 @@ def test_oip_rest_requests_are_counted_under_their_own_endpoint(own_http, small_
     labels = {"model": MODEL, "endpoint": "oip_rest_infer", "outcome": "ok"}
     assert (value(after, "convzoo_requests_total", **labels)
             - value(before, "convzoo_requests_total", **labels)) == 1
+
+
+@pytest.mark.parametrize("call, label", [
+    ("select", "chosen"),  # the variant that was chosen and ran
+    ("ensemble", "lite-pair"),  # the configured ensemble's name
+])
+def test_composites_are_labelled_by_what_ran_the_same_over_every_protocol(
+        own_server, own_http, small_cat_jpeg, call, label):
+    from clients import ConvZooClient
+
+    def run(client: ConvZooClient):
+        if call == "select":
+            return client.select(small_cat_jpeg, family="efficientnet_lite",
+                                 latency_budget_ms=60_000)
+        return client.ensemble(small_cat_jpeg, ensemble="lite-pair")
+
+    endpoints = {"rest": call, "grpc": "grpc_infer"}
+    for transport, target in (("rest", own_server.http_url), ("grpc", own_server.grpc_target)):
+        before = scrape(own_http)
+        with ConvZooClient(target, transport=transport, timeout=120) as client:
+            result = run(client)
+        after = scrape(own_http)
+        expected = result.model if label == "chosen" else label
+        assert result.model == expected
+        labels = {"model": expected, "endpoint": endpoints[transport], "outcome": "ok"}
+        assert (value(after, "convzoo_requests_total", **labels)
+                - value(before, "convzoo_requests_total", **labels)) == 1, transport

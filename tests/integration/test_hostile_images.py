@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
 

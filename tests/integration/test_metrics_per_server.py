@@ -13,8 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.launch import home_sharing_store
 from tests.integration.conftest import LiveServer, start_server, stop_server
+from tools.launch import home_sharing_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,9 +15,10 @@ import pytest
 
 from service.core.config import load_config
 from service.core.crops import crop_tensors
+from service.core.dataplane import DataPlane
 from service.core.decoding import decode_image
-from service.core.inference import InferenceCore
 from service.core.postprocess import softmax
+from service.core.requests import MulticropRequest
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +65,14 @@ def test_multicrop_form_fields_and_one_crop_equals_classify(http, cat_jpeg):
 
 
 async def test_multicrop_is_the_mean_of_per_crop_probabilities_in_one_batch(digit_pngs):
-    core = InferenceCore(load_config(startup_models=("lenet5",), default_model="lenet5"))
-    await core.start()
+    plane = DataPlane(load_config(startup_models=("lenet5",), default_model="lenet5"))
+    await plane.start()
     try:
-        engine = await core.engine("lenet5")
+        engine = await plane.engines.engine("lenet5")
         for png, _label in digit_pngs[:3]:
-            result = await core.multicrop("lenet5", png, crops=10, k=10)
+            (result,) = await plane.multicrop(MulticropRequest(images=(png,), model="lenet5",
+                                                               crops=10, top_k=10))
+            result = result.to_dict()
             assert result["crops"] == 10 and result["timing_ms"]["batch_size"] >= 10
             crops = crop_tensors(decode_image(png), engine.spec.input, 10)
             per_crop = np.stack([softmax(engine.backend.run(c[None])[0].astype(np.float32))
@@ -79,7 +82,7 @@ async def test_multicrop_is_the_mean_of_per_crop_probabilities_in_one_batch(digi
             assert sorted(got) == list(range(10))
             np.testing.assert_allclose([got[i] for i in range(10)], expected, atol=1e-5)
     finally:
-        await core.close()
+        await plane.close()
 
 
 @pytest.mark.parametrize(("fields", "weights", "method"), [

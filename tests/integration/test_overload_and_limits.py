@@ -21,8 +21,8 @@ import grpc
 import httpx
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.integration.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

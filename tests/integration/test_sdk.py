@@ -27,8 +27,8 @@ from clients import (
     RetryPolicy,
     UnavailableError,
 )
-from clients._proto import grpc_predict_v2_pb2 as pb
-from clients._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
 

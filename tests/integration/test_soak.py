@@ -1,14 +1,14 @@
-"""A short soak (`service.soak`): a server of its own under a steady REST + gRPC mix for
+"""A short soak (`tools.soak`): a server of its own under a steady REST + gRPC mix for
 about half a minute loses no request, keeps its worker, and holds its memory flat (the
 median RSS of the last third of the samples within 10% of the middle third's). The longer run
-that docs/reliability.md reports is `python -m service.soak --minutes 3`.
+that docs/reliability.md reports is `python -m tools.soak --minutes 3`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from service.soak import run_soak
+from tools.soak import run_soak
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from model_store import registry
-from service.launch import start_server, stop_server
 from tests.fixtures.file_server import FileServer
 from tests.fixtures.keras_h5 import write_keras_h5
+from tools.launch import start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,7 +7,6 @@ import base64
 
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
 from clients.client import grpc_target, rest_url
 from clients.errors import (
     ConvZooError,
@@ -28,6 +27,7 @@ from clients.protocol import (
     results_from_infer,
     shrunk,
 )
+from contract._proto import grpc_predict_v2_pb2 as pb
 
 
 def first_call(operation):

@@ -1,38 +1,44 @@
-"""The OIP converters: raw encodings, tensors from protobuf and JSON, what a request asks the
-core for, and output tensors back in each wire form."""
+"""The OIP converters: raw encodings, tensors from protobuf and JSON, the data plane's request a
+ModelInfer asks for, and output tensors and parameters back in each wire form."""
 
 from __future__ import annotations
 
 import base64
+import json
 import struct
+import time
 
 import numpy as np
 import pytest
 
-from clients._proto import grpc_predict_v2_pb2 as pb
+from contract._proto import grpc_predict_v2_pb2 as pb
+from contract.oip import DEFAULT_TOP_K, parameters_from_proto
 from service import oip_codec as codec
 from service.core.errors import InvalidArgument, ModelNotFound
+from service.core.requests import (
+    ClassifyRequest,
+    EnsembleRequest,
+    MulticropRequest,
+    PixelsRequest,
+    SelectRequest,
+)
+from service.core.results import Classification, EnsembleResult, Prediction
 
 
-class FakeCore:
-    """Just enough of InferenceCore for `classify_call`: which models exist."""
-
-    def spec(self, name: str) -> object:
-        if name not in ("efficientnet_lite0", "lenet5"):
-            raise ModelNotFound(f"unknown model {name!r}")
-        return object()
+def known(name: str) -> object:
+    """Just enough of the data plane for `infer_call`: which models exist."""
+    if name not in ("efficientnet_lite0", "lenet5"):
+        raise ModelNotFound(f"unknown model {name!r}")
+    return object()
 
 
-RESULTS = [
-    {"model": "lenet5", "weights": "random-init", "warning": "meaningless",
-     "timing_ms": {"total": 1.5, "batch_size": 2},
-     "predictions": [{"index": 3, "label": "3", "score": 0.75},
-                     {"index": 8, "label": "8", "score": 0.25}]},
-    {"model": "lenet5", "weights": "random-init", "warning": "meaningless",
-     "timing_ms": {"total": 1.5, "batch_size": 2},
-     "predictions": [{"index": 1, "label": "1", "score": 0.5},
-                     {"index": 7, "label": "7", "score": 0.375}]},
-]
+def result(*predictions: tuple[int, float]) -> Classification:
+    return Classification(model="lenet5", weights="random-init", warning="meaningless",
+                          timing_ms={"total": 1.5, "batch_size": 2},
+                          predictions=tuple(Prediction(i, str(i), s) for i, s in predictions))
+
+
+RESULTS = [result((3, 0.75), (8, 0.25)), result((1, 0.5), (7, 0.375))]
 
 
 # --- raw encodings -----------------------------------------------------------------------
@@ -94,22 +100,54 @@ def image_tensor(*images: bytes) -> codec.Tensor:
     return codec.Tensor("IMAGE", "BYTES", (len(images),), data)
 
 
-def test_classify_call_for_images_and_for_pixels():
-    call = codec.classify_call(FakeCore(), "lenet5", "", [image_tensor(b"a", b"b")],
-                               {"top_k": 3}, [])
-    assert call.images == [b"a", b"b"] and call.pixels is None
-    assert call.model == "lenet5" and call.top_k == 3
-    assert call.outputs == ["SCORES", "INDICES", "LABELS"]
+def test_infer_call_for_images_and_for_pixels():
+    call = codec.infer_call(known, "lenet5", "", [image_tensor(b"a", b"b")], {"top_k": 3}, [])
+    assert call.request == ClassifyRequest(images=(b"a", b"b"), model="lenet5", top_k=3)
+    assert call.outputs == ["SCORES", "INDICES", "LABELS"] and call.requested == "lenet5"
     pixels = np.zeros((1, 1, 32, 32), np.float32)
-    call = codec.classify_call(FakeCore(), "", None,
-                               [codec.Tensor("PIXELS", "FP32", pixels.shape, pixels)], {}, [])
-    assert call.model is None and call.images is None and call.pixels is pixels
-    assert call.top_k == codec.DEFAULT_TOP_K
+    call = codec.infer_call(known, "", None,
+                            [codec.Tensor("PIXELS", "FP32", pixels.shape, pixels)], {}, [])
+    assert isinstance(call.request, PixelsRequest) and call.request.pixels is pixels
+    assert call.request.model is None and call.request.top_k == DEFAULT_TOP_K
+
+
+def test_composite_calls_are_typed_requests_with_their_parameters_parsed():
+    image = [image_tensor(b"a")]
+    call = codec.infer_call(known, "lenet5", "", image, {"crops": 5}, [])
+    assert call.request == MulticropRequest(images=(b"a",), model="lenet5", crops=5)
+    call = codec.infer_call(known, "ensemble", "", image,
+                            {"models": "lenet5, efficientnet_lite0", "weights": "1,3",
+                             "method": "geometric", "top_k": 2}, [])
+    assert call.request == EnsembleRequest(
+        images=(b"a",), models=("lenet5", "efficientnet_lite0"), weights=(1.0, 3.0),
+        method="geometric", top_k=2)
+    assert call.requested == "ensemble"
+    call = codec.infer_call(known, "ensemble", "", image, {"ensemble": "lite-trio"}, [])
+    assert call.requested == "lite-trio"
+    call = codec.infer_call(known, "select", "", image,
+                            {"family": "efficientnet_lite", "latency_budget_ms": 50,
+                             "allow_untrained": "yes"}, [])
+    assert call.request == SelectRequest(images=(b"a",), family="efficientnet_lite",
+                                         latency_budget_ms=50.0, allow_untrained=True)
+    with pytest.raises(InvalidArgument, match="weights must be numbers"):
+        codec.infer_call(known, "ensemble", "", image, {"models": "a,b", "weights": "x,y"}, [])
+
+
+def test_the_timeout_parameter_and_the_transport_bound_give_the_earlier_deadline():
+    image = [image_tensor(b"a")]
+    before = time.monotonic()
+    call = codec.infer_call(known, "lenet5", "", image, {"timeout_s": 0.5}, [], 30.0)
+    assert before + 0.5 <= call.request.deadline <= time.monotonic() + 0.5
+    call = codec.infer_call(known, "lenet5", "", image, {"timeout_s": 30}, [], 0.25)
+    assert call.request.deadline <= time.monotonic() + 0.25
+    assert codec.infer_call(known, "lenet5", "", image, {}, []).request.deadline is None
+    with pytest.raises(InvalidArgument, match="timeout_s must be positive"):
+        codec.infer_call(known, "lenet5", "", image, {"timeout_s": 0}, [])
 
 
 def test_requested_outputs_keep_their_order_without_duplicates():
-    call = codec.classify_call(FakeCore(), "lenet5", "1", [image_tensor(b"a")], {},
-                               ["LABELS", "SCORES", "LABELS"])
+    call = codec.infer_call(known, "lenet5", "1", [image_tensor(b"a")], {},
+                            ["LABELS", "SCORES", "LABELS"])
     assert call.outputs == ["LABELS", "SCORES"]
     tensors = codec.output_tensors(RESULTS, call.outputs)
     assert [t.name for t in tensors] == ["LABELS", "SCORES"]
@@ -128,8 +166,14 @@ def test_requested_outputs_keep_their_order_without_duplicates():
     ("ensemble", "pixels", {"models": "a,b"}, [], InvalidArgument, "takes encoded images"),
     ("select", "image", {}, [], InvalidArgument, "needs the parameter 'family'"),
     ("lenet5", "image", {"top_k": True}, [], InvalidArgument, "top_k must be an integer"),
+    # gRPC double parameters can be infinite or NaN (issue 14: INTERNAL before).
+    ("lenet5", "image", {"top_k": float("inf")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"top_k": float("-inf")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"top_k": float("nan")}, [], InvalidArgument, "top_k must be an int"),
+    ("lenet5", "image", {"crops": float("inf")}, [], InvalidArgument, "crops must be an int"),
+    ("ensemble", "image", {"crops": float("inf")}, [], InvalidArgument, "crops must be an"),
 ])
-def test_classify_call_refuses_what_the_signature_does_not_allow(model, inputs, parameters,
+def test_infer_call_refuses_what_the_signature_does_not_allow(model, inputs, parameters,
                                                                  outputs, error, message):
     tensors = {
         "image": [image_tensor(b"a")],
@@ -140,21 +184,32 @@ def test_classify_call_refuses_what_the_signature_does_not_allow(model, inputs, 
                                 np.zeros((1, 3, 8, 8), np.float32))],
     }[inputs]
     if error is None:
-        assert codec.classify_call(FakeCore(), model, "", tensors, parameters, outputs)
+        assert codec.infer_call(known, model, "", tensors, parameters, outputs)
         return
     with pytest.raises(error, match=message):
-        codec.classify_call(FakeCore(), model, "", tensors, parameters, outputs)
+        codec.infer_call(known, model, "", tensors, parameters, outputs)
 
 
 def test_a_version_other_than_1_is_not_found():
     with pytest.raises(ModelNotFound, match="no version '2'"):
-        codec.classify_call(FakeCore(), "lenet5", "2", [image_tensor(b"a")], {}, [])
+        codec.infer_call(known, "lenet5", "2", [image_tensor(b"a")], {}, [])
 
 
 def test_response_parameters_carry_weights_warning_and_timing():
     assert codec.response_parameters(RESULTS) == {
         "weights": "random-init", "warning": "meaningless", "timing_ms.total": 1.5,
         "timing_ms.batch_size": 2}
+
+
+def test_response_parameters_carry_a_composites_details_as_json_where_they_are_lists():
+    ensemble = EnsembleResult(
+        model="ensemble", weights="pretrained", timing_ms={}, ensemble=None,
+        predictions=(Prediction(1, "1", 0.5),), models=("lenet5", "x"), method="mean",
+        member_weights=(0.5, 0.5), crops=1, members=())
+    parameters = codec.response_parameters([ensemble])
+    assert parameters["crops"] == 1 and "ensemble" not in parameters  # None: no parameter
+    assert json.loads(parameters["models"]) == ["lenet5", "x"]
+    assert json.loads(parameters["members"]) == []
 
 
 # --- protobuf form -------------------------------------------------------------------------
@@ -188,7 +243,7 @@ def test_proto_parameters_round_trip():
     codec.parameters_to_proto({"top_k": 3, "flag": True, "ratio": 0.5, "name": "x"},
                               request.parameters)
     assert request.parameters["top_k"].WhichOneof("parameter_choice") == "int64_param"
-    assert codec.parameters_from_proto(request.parameters) == {
+    assert parameters_from_proto(request.parameters) == {
         "top_k": 3, "flag": True, "ratio": 0.5, "name": "x"}
 
 
@@ -253,3 +308,27 @@ def test_json_response_binary_where_asked():
     assert labels["data"] == ["3", "8", "1", "7"] and "parameters" not in labels
     assert scores["parameters"] == {"binary_data_size": 16} and "data" not in scores
     np.testing.assert_allclose(np.frombuffer(data, "<f4"), [0.75, 0.25, 0.5, 0.375])
+
+
+@pytest.mark.parametrize("datatype, elements", [
+    ("UINT8", [10**30]), ("UINT8", [300]), ("UINT8", [-1]), ("INT8", [float("inf")]),
+    ("INT32", [2**40]), ("UINT64", [float("nan")]),
+])
+def test_elements_out_of_their_datatypes_range_are_invalid_arguments(datatype, elements):
+    # numpy raises OverflowError for these, which was a 500 / INTERNAL (issue 14).
+    with pytest.raises(InvalidArgument, match=f"data is not {datatype}"):
+        codec.tensor_from_elements("X", datatype, [len(elements)], elements)
+
+
+def test_thousands_of_inputs_are_refused_before_any_is_converted():
+    request = pb.ModelInferRequest(model_name="lenet5")
+    for i in range(10_000):
+        request.inputs.add(name=f"IN{i}", datatype="NOPE", shape=[1])  # never looked at
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_proto(request)
+    body = {"inputs": [{"name": f"IN{i}"} for i in range(10_000)]}
+    with pytest.raises(InvalidArgument, match="10000 inputs; send exactly one input"):
+        codec.inputs_from_json(body, b"")
+    with pytest.raises(InvalidArgument, match="10000 outputs requested; the outputs are"):
+        codec.infer_call(known, "lenet5", "", [image_tensor(b"a")], {},
+                         [f"OUT{i}" for i in range(10_000)])

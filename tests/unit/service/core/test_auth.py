@@ -64,6 +64,9 @@ def test_keys_come_from_the_config_and_a_key_file(tmp_path):
     for key in ("k-inline", "k-file-1", "k-file-2"):
         keys.check(f"Bearer {key}", None)
     assert keys.open_paths == ("/livez",)
+    # /metrics is open by default (Prometheus carries no key); left out, it asks for one.
+    assert not keys.is_open("/metrics") and ApiKeys.from_config(
+        load_config(tmp_path / "none.yaml", api_keys=["k"])).is_open("/metrics")
 
 
 def test_a_key_file_without_keys_is_an_error_not_auth_off(tmp_path):

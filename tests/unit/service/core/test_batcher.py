@@ -1,8 +1,14 @@
-"""The dynamic batcher with a fake model: batching, bounds, deadlines, failures."""
+"""The dynamic batcher with a fake model: batching, bounds, deadlines, failures.
+
+Event-driven, not timed: the fake model can hold its batches at a gate, and says when one has
+started, so a test waits for exactly the state it needs (a batch running, two at once)
+instead of sleeping and hoping the machine was fast enough.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -11,22 +17,41 @@ import pytest
 from service.core.batcher import Batcher
 from service.core.errors import DeadlineExceeded, Overloaded
 
+WAIT_S = 10.0  # the longest any event may take, on a loaded machine
+
 
 class RecordingModel:
-    """Returns each row's first value as its 'logit' and records the batch sizes it saw."""
+    """Returns each row's first value as its 'logit' and records the batch sizes it saw.
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False):
+    With `gated`, each batch waits (on the model's thread) until `open_gate`; `running(n)`
+    returns once n batches have started."""
+
+    def __init__(self, gated: bool = False, fail: bool = False):
         self.batches: list[int] = []
-        self.delay_s = delay_s
         self.fail = fail
+        self._gate = threading.Event()
+        if not gated:
+            self._gate.set()
+        self._started = threading.Semaphore(0)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.batches.append(len(batch))
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        self._started.release()
+        assert self._gate.wait(WAIT_S), "the test never opened the gate"
         if self.fail:
             raise RuntimeError("model exploded")
         return batch.reshape(len(batch), -1)[:, :1].copy()
+
+    async def running(self, batches: int = 1) -> None:
+        """Until `batches` more batches have started (they may be held at the gate)."""
+        def wait() -> None:
+            for _ in range(batches):
+                assert self._started.acquire(timeout=WAIT_S), "no batch started"
+
+        await asyncio.to_thread(wait)
+
+    def open_gate(self) -> None:
+        self._gate.set()
 
 
 def rows(*values: float) -> np.ndarray:
@@ -45,10 +70,10 @@ async def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
 
 async def test_full_batch_runs_without_waiting_for_the_delay():
     model = RecordingModel()
-    batcher = Batcher("m", model, max_batch_size=4, max_delay_ms=10_000)
-    started = time.perf_counter()
-    await asyncio.gather(*(batcher.submit(rows(i)) for i in range(4)))
-    assert time.perf_counter() - started < 2.0
+    batcher = Batcher("m", model, max_batch_size=4, max_delay_ms=1_000_000)
+    # With a 1000 s delay, only a full batch can answer within the wait.
+    await asyncio.wait_for(asyncio.gather(*(batcher.submit(rows(i)) for i in range(4))),
+                           WAIT_S)
     assert model.batches == [4]
     await batcher.close()
 
@@ -65,42 +90,49 @@ async def test_a_request_never_splits_and_big_requests_run_in_slices():
 
 
 async def test_queue_bound_sheds_at_once_with_retry_after():
-    model = RecordingModel(delay_s=0.2)
+    model = RecordingModel(gated=True)
     batcher = Batcher("m", model, max_batch_size=2, max_delay_ms=1, max_queue=3)
     first = asyncio.ensure_future(batcher.submit(rows(1, 2)))
-    await asyncio.sleep(0.05)  # the first batch is now running
+    await model.running()  # the first batch is held at the gate: its images left the queue
     queued = asyncio.ensure_future(batcher.submit(rows(3, 4, 5)))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # let it join the queue (3 images, the bound)
     with pytest.raises(Overloaded) as info:
         await batcher.submit(rows(6))
     assert info.value.retry_after_s >= 1
+    model.open_gate()
     await asyncio.gather(first, queued)
     await batcher.close()
 
 
-async def test_expired_deadline_is_not_run():
-    model = RecordingModel(delay_s=0.2)
+async def test_a_request_whose_deadline_passed_while_queued_is_not_run():
+    model = RecordingModel(gated=True)
     batcher = Batcher("m", model, max_batch_size=1, max_delay_ms=1)
     first = asyncio.ensure_future(batcher.submit(rows(1)))
-    await asyncio.sleep(0.02)
+    await model.running()
+    # Queued behind the running batch, with a deadline that passes before it can run.
+    late = asyncio.ensure_future(batcher.submit(rows(2), deadline=time.monotonic() - 0.001))
+    await asyncio.sleep(0)
+    model.open_gate()
     with pytest.raises(DeadlineExceeded):
-        await batcher.submit(rows(2), deadline=time.monotonic() + 0.05)
+        await late
     await first
     assert model.batches == [1]  # the expired request never reached the model
     await batcher.close()
 
 
 async def test_cancelled_request_is_dropped_before_the_model():
-    model = RecordingModel(delay_s=0.1)
+    model = RecordingModel(gated=True)
     batcher = Batcher("m", model, max_batch_size=1, max_delay_ms=1)
     first = asyncio.ensure_future(batcher.submit(rows(1)))
-    await asyncio.sleep(0.02)
+    await model.running()
     abandoned = asyncio.ensure_future(batcher.submit(rows(2)))
     await asyncio.sleep(0)
     abandoned.cancel()
+    model.open_gate()
     await first
-    await asyncio.sleep(0.05)
-    assert model.batches == [1]
+    # A later request runs after the abandoned one's turn: it was skipped, not run.
+    assert (await batcher.submit(rows(3))).logits[0, 0] == 3
+    assert model.batches == [1, 1]
     await batcher.close()
 
 
@@ -116,11 +148,13 @@ async def test_model_failure_reaches_every_caller_and_the_batcher_keeps_serving(
 
 
 async def test_two_instances_run_batches_concurrently():
-    model = RecordingModel(delay_s=0.3)
+    model = RecordingModel(gated=True)
     batcher = Batcher("m", model, max_batch_size=1, max_delay_ms=0, instances=2)
-    started = time.perf_counter()
-    await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
-    # one instance would need 0.6 s; two run side by side (sleep releases the GIL)
-    assert time.perf_counter() - started < 0.55
+    both = asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
+    # Both batches start while the first is still held: one instance could not do that.
+    await model.running(2)
+    assert batcher.in_flight == 2
+    model.open_gate()
+    await both
     assert model.batches == [1, 1]
     await batcher.close()

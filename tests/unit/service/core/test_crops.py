@@ -169,3 +169,9 @@ def test_decode_side_follows_the_adapted_resize_of_specs_without_margin():
     assert decode_side(LENET5_INPUT, 10) == crop_resize(LENET5_INPUT, 10)
     assert decode_sides(LENET5_INPUT) == {str(s): decode_side(LENET5_INPUT, s)
                                           for s in CROP_SCHEMES}
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e400, True, "10.5", None])
+def test_crop_schemes_refuse_non_integers_with_the_valid_list(value):
+    with pytest.raises(InvalidArgument, match="crops must be one of 1, 5, 10, 144"):
+        check_crop_scheme(value)

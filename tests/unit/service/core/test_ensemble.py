@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.core.config import EnsembleConfig
 from service.core.ensemble import METHODS, check_weights, combine, plan_ensemble
 from service.core.errors import InvalidArgument, ModelNotFound
 
 LABEL_SETS = {"a": "imagenet-1k", "b": "imagenet-1k", "c": "imagenet-1k", "digits": "digits"}
-CONFIGURED = {"pair": {"models": ["a", "b"], "method": "geometric", "weights": [3, 1]}}
+CONFIGURED = {"pair": EnsembleConfig(models=("a", "b"), method="geometric", weights=(3, 1))}
 
 
 def label_set_of(model: str) -> str:

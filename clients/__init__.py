@@ -5,6 +5,7 @@
     with ConvZooClient("http://localhost:3000") as client:        # or transport="grpc",
         result = client.classify("cat.jpg", model="resnet50")      # "localhost:3001"
         print(result.model, result.top.label, result.top.score)
+        vectors = client.embed("cat.jpg", model="efficientnet_lite0").embeddings
 
 `AsyncConvZooClient` has the same methods as coroutines. Errors are `ConvZooError`
 subclasses (`clients.errors`). `python -m clients --help` is the command-line front end.
@@ -15,6 +16,7 @@ from clients.errors import (
     AuthenticationError,
     ConvZooError,
     DeadlineExceededError,
+    FeaturesUnavailableError,
     InvalidArgumentError,
     ModelNotFoundError,
     NoVariantFitsError,
@@ -23,12 +25,13 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from clients.results import ClassifyResult, ModelInfo, Prediction
+from clients.results import ClassifyResult, EmbedResult, ModelInfo, Prediction
 from clients.transport import RetryPolicy
 
 __all__ = [
     "AsyncConvZooClient", "AuthenticationError", "ClassifyResult", "ConvZooClient",
-    "ConvZooError", "DeadlineExceededError", "InvalidArgumentError", "ModelInfo",
+    "ConvZooError", "DeadlineExceededError", "EmbedResult", "FeaturesUnavailableError",
+    "InvalidArgumentError", "ModelInfo",
     "ModelNotFoundError", "NoVariantFitsError", "OverloadedError", "PayloadTooLargeError",
     "Prediction", "RetryPolicy", "ServerError", "UnavailableError",
 ]

@@ -1,7 +1,9 @@
-"""`python -m clients`: classify images and list models from the command line.
+"""`python -m clients`: classify or embed images and list models from the command line.
 
     python -m clients classify cat.jpg [dog.png ...] --model resnet50 --top-k 5 [--grpc]
         [--resize-for-model]
+    python -m clients embed cat.jpg [dog.png ...] --model efficientnet_lite0 [--no-normalize]
+        [--grpc] [--json]
     python -m clients models [--grpc] [--json]
     python -m clients classify cat.jpg --url https://localhost:3000 --ca cert.pem
 
@@ -25,7 +27,10 @@ from typing import Any, TextIO
 
 from clients.client import ConvZooClient
 from clients.errors import ConvZooError
-from clients.results import ClassifyResult, ModelInfo
+from clients.results import ClassifyResult, EmbedResult, ModelInfo
+
+# The leading values of each vector shown in embed's table (--json prints them all).
+SHOWN_VALUES = 4
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,8 +56,27 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--resize-for-model", action="store_true",
                           help="shrink photos before sending them to what the model uses "
                                "(saves upload and server time on camera photos)")
+    embed = commands.add_parser("embed", parents=[common],
+                                help="the features (penultimate layer) of image files")
+    embed.add_argument("images", nargs="+", help="image files")
+    embed.add_argument("--model", help="model name (default: the server's default)")
+    embed.add_argument("--no-normalize", dest="normalize", action="store_false",
+                       help="the raw features, not L2-normalised")
+    embed.add_argument("--resize-for-model", action="store_true",
+                       help="shrink photos before sending them to what the model uses")
     commands.add_parser("models", parents=[common], help="list the server's models")
     return root
+
+
+def _embedding_table(paths: list[str], result: EmbedResult, out: TextIO) -> None:
+    print(f"{result.model} ({result.weights}): {len(paths)} image(s), dim {result.dim}, "
+          f"{'L2-normalised' if result.normalized else 'not normalised'}", file=out)
+    if result.warning:
+        print(f"  warning: {result.warning}", file=out)
+    for path, vector in zip(paths, result.embeddings, strict=True):
+        norm = sum(x * x for x in vector) ** 0.5
+        head = ", ".join(f"{x:.4f}" for x in vector[:SHOWN_VALUES])
+        print(f"  {path}: norm {norm:.4f}  [{head}, ...]", file=out)
 
 
 def _classification_table(path: str, result: ClassifyResult, out: TextIO) -> None:
@@ -102,6 +126,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
                     _models_table(models, out)
                 return 0
             images = list(args.images)
+            if args.command == "embed":
+                embedded = client.embed(images, args.model, args.normalize)
+                if args.json:
+                    json.dump({"images": images, **dataclasses.asdict(embedded)}, out)
+                    print(file=out)
+                else:
+                    _embedding_table(images, embedded, out)
+                return 0
             results = (client.classify_batch(images, args.model, args.top_k) if len(images) > 1
                        else [client.classify(images[0], args.model, args.top_k)])
     except ConvZooError as error:

@@ -24,7 +24,7 @@ from clients.protocol import (
     T,
     shrunk,
 )
-from clients.results import ClassifyResult, DecodeNeeds, ModelInfo
+from clients.results import ClassifyResult, DecodeNeeds, EmbedResult, ModelInfo
 from clients.transport import (
     AsyncGrpcTransport,
     AsyncRestTransport,
@@ -69,6 +69,13 @@ def _certificates(root_certificates: bytes | str | Path | None) -> bytes | None:
     if root_certificates is None or isinstance(root_certificates, bytes):
         return root_certificates
     return Path(root_certificates).read_bytes()
+
+
+def _image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One image or several as a list (a path, bytes or a PIL image is one image)."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
 
 
 class _Options:
@@ -173,6 +180,16 @@ class ConvZooClient(_ClientBase):
             lambda sent: self.options.protocol.classify_batch(sent, model, top_k, timeout)),
             timeout)
 
+    def embed(self, images: ImageInput | Sequence[ImageInput], model: str | None = None,
+              normalize: bool = True, *, timeout: float | None = _UNSET) -> EmbedResult:
+        """The features of one image or several (one batch), L2-normalised unless
+        `normalize=False`; `result.embeddings[i]` is image i's."""
+        timeout = self.options.timeout_for(timeout)
+        return self._run(self._sending(
+            _image_list(images), self._model_side(model),
+            lambda sent: self.options.protocol.embed(sent, model, normalize, timeout)),
+            timeout)
+
     def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,
                  ensemble: str | None = None, weights: Sequence[float] | None = None,
                  method: str = "mean", top_k: int = 5, crops: int | None = None, *,
@@ -238,6 +255,15 @@ class AsyncConvZooClient(_ClientBase):
         return await self._run(self._sending(
             images, self._model_side(model),
             lambda sent: self.options.protocol.classify_batch(sent, model, top_k, timeout)),
+            timeout)
+
+    async def embed(self, images: ImageInput | Sequence[ImageInput], model: str | None = None,
+                    normalize: bool = True, *, timeout: float | None = _UNSET
+                    ) -> EmbedResult:
+        timeout = self.options.timeout_for(timeout)
+        return await self._run(self._sending(
+            _image_list(images), self._model_side(model),
+            lambda sent: self.options.protocol.embed(sent, model, normalize, timeout)),
             timeout)
 
     async def ensemble(self, image: ImageInput, models: Sequence[str] | None = None,

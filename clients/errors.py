@@ -52,6 +52,10 @@ class NoVariantFitsError(ConvZooError):
     """Selection: no variant of the family meets the latency budget / accuracy floor."""
 
 
+class FeaturesUnavailableError(ConvZooError):
+    """Embeddings asked of a model stored without its features output: re-import it."""
+
+
 class UnavailableError(ConvZooError):
     """The server cannot serve now (starting, model not loaded, unreachable): retry later."""
 
@@ -93,6 +97,7 @@ CODE_ERRORS: dict[str, type[ConvZooError]] = {
     ErrorCode.HEADER_TOO_LARGE: PayloadTooLargeError,
     ErrorCode.MODEL_NOT_FOUND: ModelNotFoundError,
     ErrorCode.NO_VARIANT_FITS: NoVariantFitsError,
+    ErrorCode.FEATURES_UNAVAILABLE: FeaturesUnavailableError,
     ErrorCode.OVERLOADED: OverloadedError,
     ErrorCode.NOT_READY: UnavailableError,
     ErrorCode.DEVICE_UNAVAILABLE: UnavailableError,

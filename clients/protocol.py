@@ -9,7 +9,7 @@ REST bodies are JSON with images in base64 (`image`, `images`). Over gRPC every 
 Open Inference Protocol ModelInfer on a model, with an IMAGE (BYTES) input and options as
 request parameters: `top_k`; `crops` for multi-crop; model `ensemble` with `models` or
 `ensemble`, `method` and `weights`; model `select` with `family`, `latency_budget_ms` and
-`min_top1`.
+`min_top1`; embed asks for the `features` output alone, with `normalize`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 
 from clients.errors import ConvZooError
 from clients.images import shrink_for_model
-from clients.results import ClassifyResult, DecodeNeeds, ModelInfo, Prediction
+from clients.results import ClassifyResult, DecodeNeeds, EmbedResult, ModelInfo, Prediction
 from contract._proto import grpc_predict_v2_pb2 as pb
 from contract.oip import (
     CHOSEN,
     ENSEMBLE_MODEL,
+    FEATURES,
     IMAGE,
     INDICES,
     INPUT_DATATYPES,
@@ -81,6 +82,13 @@ class RestProtocol:
             images=[_b64(i) for i in images], model=model, top_k=top_k, timeout_s=timeout_s))
         return [ClassifyResult.from_json(r) for r in body["results"]]
 
+    def embed(self, images: Sequence[bytes], model: str | None, normalize: bool,
+              timeout_s: float | None) -> Operation[EmbedResult]:
+        body = yield RestCall("POST", "/embed", _options(
+            images=[_b64(i) for i in images], model=model, normalize=normalize,
+            timeout_s=timeout_s))
+        return EmbedResult.from_json(body)
+
     def ensemble(self, image: bytes, models: Sequence[str] | None, ensemble: str | None,
                  weights: Sequence[float] | None, method: str, top_k: int, crops: int | None,
                  timeout_s: float | None) -> Operation[ClassifyResult]:
@@ -120,15 +128,44 @@ class RestProtocol:
 
 # --- gRPC (Open Inference Protocol) ------------------------------------------------------
 
-def infer_request(model: str | None, images: Sequence[bytes], **parameters: Any
-                  ) -> pb.ModelInferRequest:
+def infer_request(model: str | None, images: Sequence[bytes], outputs: Sequence[str] = (),
+                  **parameters: Any) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model or "")
+    for name in outputs:
+        request.outputs.add(name=name)
     tensor = request.inputs.add(name=IMAGE, datatype=INPUT_DATATYPES[IMAGE], shape=[len(images)])
     tensor.contents.bytes_contents.extend(images)
     for key, value in parameters.items():
         if value is not None:
             set_parameter(request.parameters, key, value)
     return request
+
+
+def _response_parameters(response: pb.ModelInferResponse) -> tuple[dict[str, Any],
+                                                                     dict[str, float]]:
+    """A response's parameters, and its stage timings (`timing_ms.<stage>`) apart."""
+    parameters = {key: parameter_value(value) for key, value in response.parameters.items()}
+    timing = {key.removeprefix(TIMING_PREFIX): value for key, value in parameters.items()
+              if key.startswith(TIMING_PREFIX)}
+    return parameters, timing
+
+
+def embedding_from_infer(response: pb.ModelInferResponse) -> EmbedResult:
+    """The `features` output of a ModelInfer response (typed FP32 contents) as one result."""
+    output = next((o for o in response.outputs if o.name == FEATURES), None)
+    if output is None or len(output.shape) != 2:
+        raise ConvZooError(f"ModelInfer response lacks a 2-D {FEATURES} output")
+    rows, dim = output.shape
+    values = list(output.contents.fp32_contents)
+    if len(values) != rows * dim:
+        raise ConvZooError(f"ModelInfer response has {len(values)} features for shape "
+                           f"[{rows}, {dim}]")
+    parameters, timing = _response_parameters(response)
+    return EmbedResult(
+        model=response.model_name, weights=str(parameters.get(WEIGHTS, "unknown")),
+        dim=dim, normalized=bool(parameters.get("normalized", True)),
+        embeddings=[values[row * dim:(row + 1) * dim] for row in range(rows)],
+        timing_ms=timing, warning=parameters.get(WARNING))
 
 
 def results_from_infer(response: pb.ModelInferResponse) -> list[ClassifyResult]:
@@ -145,9 +182,7 @@ def results_from_infer(response: pb.ModelInferResponse) -> list[ClassifyResult]:
     if not len(scores) == len(indices) == len(labels) == rows * k:
         raise ConvZooError(f"ModelInfer response has {len(scores)} scores, {len(indices)} "
                            f"indices and {len(labels)} labels for shape [{rows}, {k}]")
-    parameters = {key: parameter_value(value) for key, value in response.parameters.items()}
-    timing = {key.removeprefix(TIMING_PREFIX): value for key, value in parameters.items()
-              if key.startswith(TIMING_PREFIX)}
+    parameters, timing = _response_parameters(response)
     # What a composite call adds, as REST's JSON has it (`chosen` repeats the selection's).
     details = details_from_parameters({
         key: value for key, value in parameters.items()
@@ -171,6 +206,12 @@ class GrpcProtocol:
                        timeout_s: float | None) -> Operation[list[ClassifyResult]]:
         response = yield GrpcCall("ModelInfer", infer_request(model, images, top_k=top_k))
         return results_from_infer(response)
+
+    def embed(self, images: Sequence[bytes], model: str | None, normalize: bool,
+              timeout_s: float | None) -> Operation[EmbedResult]:
+        response = yield GrpcCall("ModelInfer", infer_request(
+            model, images, outputs=[FEATURES], normalize=normalize))
+        return embedding_from_infer(response)
 
     def ensemble(self, image: bytes, models: Sequence[str] | None, ensemble: str | None,
                  weights: Sequence[float] | None, method: str, top_k: int, crops: int | None,

@@ -49,6 +49,35 @@ class ClassifyResult:
 
 
 @dataclass(frozen=True)
+class EmbedResult:
+    """The features of a request's images, the same over REST and gRPC: `embeddings` holds
+    one list of `dim` floats per image, in the order sent (plain lists, so the SDK needs no
+    numpy; `array()` gives them as a numpy (n, dim) float32 array where numpy is installed).
+    `normalized` says whether each was L2-normalised (the default)."""
+
+    model: str
+    weights: str
+    dim: int
+    normalized: bool
+    embeddings: list[list[float]]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    warning: str | None = None
+
+    def array(self) -> Any:
+        import numpy as np
+
+        return np.asarray(self.embeddings, dtype=np.float32).reshape(len(self.embeddings),
+                                                                     self.dim)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> EmbedResult:
+        return cls(model=body["model"], weights=body.get("weights", "unknown"),
+                   dim=int(body["dim"]), normalized=bool(body.get("normalized", True)),
+                   embeddings=[[float(x) for x in row] for row in body["embeddings"]],
+                   timing_ms=dict(body.get("timing_ms") or {}), warning=body.get("warning"))
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """A model the server knows; `weights` is "pretrained", "random-init" or "missing".
 

@@ -21,6 +21,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     MODEL_NOT_FOUND = "model_not_found"
     NO_VARIANT_FITS = "no_variant_fits"
+    # The model's stored graph has no `features` output (stored before it existed).
+    FEATURES_UNAVAILABLE = "features_unavailable"
     OVERLOADED = "overloaded"
     NOT_READY = "not_ready"
     DEVICE_UNAVAILABLE = "device_unavailable"

@@ -2,12 +2,14 @@
 
 Every registry model has one OIP signature: input IMAGE (encoded image files, BYTES) or
 PIXELS (preprocessed, FP32 [n, C, size, size]); outputs SCORES, INDICES and LABELS, each
-[n, top_k]. Composite features travel as parameters of a ModelInfer request (multi-crop:
-`crops` on any model) or as the pseudo-models `ensemble` and `select`. OIP parameters are
-scalars, so response details that are lists or objects (an ensemble's members, a selection)
-travel as JSON text under the keys in `JSON_PARAMETERS`, and stage timings as
-`timing_ms.<stage>`. `set_parameter` writes a Python value into a protobuf parameter map;
-`parameter_value` reads one back. Spec: https://github.com/kserve/open-inference-protocol
+[n, top_k], or, when a request names it, `features` (FP32 [n, dim]: the penultimate layer's
+activations, L2-normalised unless the parameter `normalize` is false). Composite features
+travel as parameters of a ModelInfer request (multi-crop: `crops` on any model) or as the
+pseudo-models `ensemble` and `select`. OIP parameters are scalars, so response details
+that are lists or objects (an ensemble's members, a selection) travel as JSON text under the
+keys in `JSON_PARAMETERS`, and stage timings as `timing_ms.<stage>`. `set_parameter` writes
+a Python value into a protobuf parameter map; `parameter_value` reads one back.
+Spec: https://github.com/kserve/open-inference-protocol
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ IMAGE, PIXELS = "IMAGE", "PIXELS"
 INPUT_DATATYPES = {IMAGE: "BYTES", PIXELS: "FP32"}
 SCORES, INDICES, LABELS = "SCORES", "INDICES", "LABELS"
 OUTPUT_DATATYPES = {SCORES: "FP32", INDICES: "INT64", LABELS: "BYTES"}
+# The embed output: only when a request names it, and then alone (the default outputs are the
+# classification's).
+FEATURES = "features"
+FEATURES_DATATYPE = "FP32"
+ALL_OUTPUT_DATATYPES = {**OUTPUT_DATATYPES, FEATURES: FEATURES_DATATYPE}
 # The OIP datatypes, in the specification's order.
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BYTES")
@@ -32,7 +39,7 @@ SELECT_MODEL = "select"
 # The request parameters each kind of call takes (None: a registry model); `timeout_s`
 # bounds any call, as REST's option of that name does.
 CALL_PARAMETERS: dict[str | None, tuple[str, ...]] = {
-    None: ("top_k", "crops", "timeout_s"),
+    None: ("top_k", "crops", "normalize", "timeout_s"),
     ENSEMBLE_MODEL: ("top_k", "crops", "models", "ensemble", "method", "weights",
                      "timeout_s"),
     SELECT_MODEL: ("top_k", "family", "latency_budget_ms", "min_top1", "allow_untrained",

@@ -6,7 +6,8 @@ a ModelInfer request into the data plane's typed request (`service.core.requests
 against the signature before any work), and `output_tensors` and `response_parameters` turn
 the typed results back. It owns the signature every registry model has under OIP (input IMAGE,
 encoded image files as BYTES, or PIXELS, preprocessed FP32; outputs SCORES, INDICES, LABELS,
-each [batch, k]: names in `contract.oip`), the numpy side of the datatypes, the raw encodings
+each [batch, k], or the `features` output alone, FP32 [batch, dim], when a request names it:
+names in `contract.oip`), the numpy side of the datatypes, the raw encodings
 (little-endian elements; BYTES elements each behind a 4-byte little-endian length) and the
 protobuf and JSON forms of tensors, parameters, metadata and the repository index. It runs
 nothing: the adapters call the data plane. Spec: https://github.com/kserve/open-inference-protocol
@@ -18,7 +19,7 @@ import base64
 import binascii
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -27,11 +28,14 @@ import numpy as np
 
 from contract._proto import grpc_predict_v2_pb2 as pb
 from contract.oip import (
+    ALL_OUTPUT_DATATYPES,
     CALL_PARAMETERS,
     CHOSEN,
     CONVZOO_PARAMETERS,
     DEFAULT_TOP_K,
     ENSEMBLE_MODEL,
+    FEATURES,
+    FEATURES_DATATYPE,
     IMAGE,
     INDICES,
     INPUT_DATATYPES,
@@ -61,6 +65,7 @@ from service.core.crops import check_crop_scheme
 from service.core.errors import InvalidArgument, ModelNotFound
 from service.core.requests import (
     ClassifyRequest,
+    EmbedRequest,
     EnsembleRequest,
     MulticropRequest,
     PixelsRequest,
@@ -68,7 +73,7 @@ from service.core.requests import (
     SelectRequest,
     deadline_for,
 )
-from service.core.results import Classification, SelectResult
+from service.core.results import Embedding, Result, SelectResult
 
 SERVER_NAME = "convzoo"
 # RepositoryIndex is served, but not the rest of the model_repository extension (load,
@@ -243,9 +248,13 @@ def model_metadata(signature: Signature) -> dict[str, Any]:
         "inputs": [{"name": IMAGE, "datatype": INPUT_DATATYPES[IMAGE], "shape": [-1]},
                    {"name": PIXELS, "datatype": INPUT_DATATYPES[PIXELS],
                     "shape": [-1, channels, size, size]}],
-        # The second dimension is the request's top_k.
+        # The second dimension is the request's top_k; the features' is the model's width
+        # (listed where the stored graph has that output).
         "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]}
-                    for n, d in OUTPUT_DATATYPES.items()],
+                    for n, d in OUTPUT_DATATYPES.items()] + (
+            [] if signature.features_dim is None else
+            [{"name": FEATURES, "datatype": FEATURES_DATATYPE,
+              "shape": [-1, signature.features_dim]}]),
         "properties": {"family": signature.family, "labels": signature.labels,
                        "num_classes": str(signature.num_classes), "input_size": str(size),
                        "weights": signature.weights,
@@ -276,12 +285,18 @@ def infer_call(known_model: Callable[[str], object], model: str, version: str | 
         check_version(model, version)
     if len(outputs) > MAX_INPUTS:
         raise InvalidArgument(f"{len(outputs)} outputs requested; the outputs are "
-                              f"{', '.join(OUTPUT_DATATYPES)}")
+                              f"{', '.join(ALL_OUTPUT_DATATYPES)}")
     outputs = list(dict.fromkeys(outputs)) or list(OUTPUT_DATATYPES)
-    unknown_outputs = [n for n in outputs if n not in OUTPUT_DATATYPES]
+    unknown_outputs = [n for n in outputs if n not in ALL_OUTPUT_DATATYPES]
     if unknown_outputs:
         raise InvalidArgument(f"unknown output(s) {unknown_outputs}; outputs are "
-                              f"{', '.join(OUTPUT_DATATYPES)}")
+                              f"{', '.join(ALL_OUTPUT_DATATYPES)}")
+    embed = FEATURES in outputs
+    if embed and len(outputs) > 1:
+        raise InvalidArgument(f"output {FEATURES} is asked alone; ask for "
+                              f"{', '.join(OUTPUT_DATATYPES)} in another request")
+    if "normalize" in parameters and not embed:
+        raise InvalidArgument(f"parameter normalize applies to the {FEATURES} output only")
     allowed = CALL_PARAMETERS[pseudo_model]
     misplaced = sorted(k for k in parameters if k in CONVZOO_PARAMETERS and k not in allowed)
     if misplaced:
@@ -304,6 +319,9 @@ def infer_call(known_model: Callable[[str], object], model: str, version: str | 
     if tensor.datatype != expected:
         raise InvalidArgument(f"input {tensor.name} must be {expected}, got {tensor.datatype}")
     common = {"top_k": top_k, "deadline": deadline}
+    if embed and (pseudo_model or "crops" in parameters or tensor.name == PIXELS):
+        raise InvalidArgument(f"output {FEATURES} comes from one model's encoded images "
+                              f"({IMAGE}), without crops, ensembles or selection")
     if tensor.name == PIXELS:
         if pseudo_model or "crops" in parameters:
             what = pseudo_model or "multi-crop"
@@ -331,6 +349,12 @@ def infer_call(known_model: Callable[[str], object], model: str, version: str | 
             allow_untrained=flag_argument(parameters.get("allow_untrained"),
                                           "allow_untrained"), **common)
         return InferCall(request, outputs, SELECT_MODEL)
+    if embed:
+        normalize = parameters.get("normalize")
+        return InferCall(EmbedRequest(
+            images=images, model=model or None, deadline=deadline,
+            normalize=True if normalize is None else flag_argument(normalize, "normalize")),
+            outputs, model or None)
     if "crops" in parameters:
         return InferCall(MulticropRequest(images=images, model=model or None,
                                           crops=_crops(parameters["crops"]),
@@ -344,8 +368,13 @@ def _crops(value: Any) -> int:
     return check_crop_scheme(integer_argument(value, "crops"))
 
 
-def output_tensors(results: list[Classification], names: list[str]) -> list[Tensor]:
-    """The named outputs (of SCORES, INDICES, LABELS) of the results, in the order named."""
+def output_tensors(results: Sequence[Result], names: list[str]) -> list[Tensor]:
+    """The named outputs (of SCORES, INDICES, LABELS; or FEATURES, alone) of the results, in
+    the order named."""
+    if names == [FEATURES]:
+        vectors = np.stack([r.vector for r in results if isinstance(r, Embedding)])
+        return [Tensor(FEATURES, FEATURES_DATATYPE, vectors.shape,
+                       vectors.astype(np.float32, copy=False))]
     rows = [r.predictions for r in results]
     shape = (len(rows), len(rows[0]) if rows else 0)
     tensors = []
@@ -362,10 +391,11 @@ def output_tensors(results: list[Classification], names: list[str]) -> list[Tens
     return tensors
 
 
-def response_parameters(results: list[Classification]) -> dict[str, Any]:
-    """The weights status (pretrained or random-init), for random-init the warning, what a
-    composite call adds (`details`: lists and objects as JSON text, contract.oip), and the
-    first image's stage timings as `timing_ms.<stage>` (OIP parameters are scalars)."""
+def response_parameters(results: Sequence[Result]) -> dict[str, Any]:
+    """The weights status (pretrained, random-init or fine-tuned), for random-init the
+    warning, what a composite call or an embedding adds (`details`: lists and objects as
+    JSON text, contract.oip), and the first image's stage timings as `timing_ms.<stage>`
+    (OIP parameters are scalars)."""
     first = results[0]
     parameters: dict[str, Any] = {WEIGHTS: first.weights}
     if first.warning:
@@ -514,7 +544,7 @@ def requested_outputs_from_json(body: dict[str, Any]) -> tuple[list[str], dict[s
         names.append(item["name"])
         binary[item["name"]] = bool(parameters_from_json(item).get("binary_data",
                                                                   default_binary))
-    for name in OUTPUT_DATATYPES:
+    for name in ALL_OUTPUT_DATATYPES:
         binary.setdefault(name, default_binary)
     return names, binary
 

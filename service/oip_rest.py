@@ -139,7 +139,7 @@ class OipRoute:
 
 
 MODEL_PREFIXES = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
-_INFER_ERRORS = (400, 404, 408, 413, 503, 504)
+_INFER_ERRORS = (400, 404, 408, 409, 413, 503, 504)
 
 OIP_ROUTES: tuple[OipRoute, ...] = (
     OipRoute("get", "/v2", "OIP server metadata", server_metadata, "ServerMetadata"),

@@ -77,6 +77,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         models={"type": "array", "items": _STRING}, method=_STRING,
                         predictions={"type": "array", "items": _PREDICTION},
                         members={"type": "array", "items": _ref("Classification")}),
+    "Embedding": _object(("model", "weights", "dim", "normalized", "embeddings", "timing_ms"),
+                         model=_STRING, weights=_STRING, warning=_STRING,
+                         dim={"type": "integer"}, normalized=_FLAG, timing_ms=_TIMING,
+                         embeddings={"type": "array",
+                                     "items": {"type": "array", "items": _NUMBER}}),
     "Frontier": {"type": "object"},
     "ModelInfo": _object(("name", "family", "weights", "loaded"), name=_STRING,
                          family=_STRING, weights=_STRING, loaded=_FLAG),
@@ -110,6 +115,7 @@ STATUS_TEXT = {200: "OK", 400: "Invalid request (or, for OIP readiness, not read
                401: "Missing or invalid API key (when keys are configured)",
                404: "No such model, or no weights for it",
                408: "Request body not received within body_timeout_s",
+               409: "The model's stored graph has no features output: re-import it",
                413: "Body or image too large", 422: "No variant fits the budget",
                503: "Overloaded, or request bodies in flight at their bound (see "
                "Retry-After), or model not ready", 504: "Deadline passed while queued"}

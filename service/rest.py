@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.core.dataplane import DataPlane
 from service.core.errors import InvalidArgument, ServiceError
+from service.core.results import embeddings_to_dict
 from service.frontier_plot import render_frontier
 from service.http_common import (
     error_response,
@@ -38,6 +39,7 @@ from service.http_common import (
 )
 from service.rest_requests import (
     ClassifyOptions,
+    EmbedOptions,
     EnsembleOptions,
     FrontierQuery,
     MulticropOptions,
@@ -129,6 +131,12 @@ async def _classify_batch(plane: DataPlane, options: ClassifyOptions,
              "results": [r.to_dict() for r in results]}, first.model)
 
 
+async def _embed(plane: DataPlane, options: EmbedOptions, images: tuple[bytes, ...]
+                 ) -> tuple[dict[str, Any], str]:
+    results = await plane.embed(options.request(images))
+    return embeddings_to_dict(results), results[0].model
+
+
 async def _multicrop(plane: DataPlane, options: MulticropOptions, images: tuple[bytes, ...]
                      ) -> tuple[dict[str, Any], str]:
     (result,) = await plane.multicrop(options.request(images))
@@ -176,6 +184,8 @@ IMAGE_ROUTES = (
                "Classification"),
     ImageRoute("/classify_batch", "Classify several images as one batch", ClassifyOptions,
                _classify_batch, "Batch", several_images=True),
+    ImageRoute("/embed", "Features of one or more images (penultimate layer)", EmbedOptions,
+               _embed, "Embedding", several_images=True, errors=(409,)),
     ImageRoute("/multicrop", "Classify one image averaged over crops", MulticropOptions,
                _multicrop, "Classification"),
     ImageRoute("/ensemble", "Classify one image with several models combined",

@@ -33,6 +33,7 @@ from service.core.requests import (
     DEFAULT_MULTICROP,
     DEFAULT_TOP_K,
     ClassifyRequest,
+    EmbedRequest,
     EnsembleRequest,
     FrontierRequest,
     MulticropRequest,
@@ -83,6 +84,9 @@ MinTop1 = Annotated[float | None, *_parsed(
 AllowUntrained = Annotated[bool, *_parsed(
     lambda value: flag_argument(value, "allow_untrained"), {"type": "boolean"},
     "let random-init variants be chosen")]
+Normalize = Annotated[bool, *_parsed(
+    lambda value: True if value is None else flag_argument(value, "normalize"),
+    {"type": "boolean"}, "L2-normalise each embedding (default true)")]
 Format = Annotated[str, *_parsed(
     check_format, {"type": "string", "enum": ["json", *PLOT_FORMATS]}, "response format")]
 
@@ -101,6 +105,16 @@ class ClassifyOptions(Options):
     def request(self, images: tuple[bytes, ...]) -> ClassifyRequest:
         return ClassifyRequest(images=images, model=self.model, top_k=self.top_k,
                                deadline=deadline_for(self.timeout_s))
+
+
+class EmbedOptions(Options):
+    model: Model = None
+    normalize: Normalize = True
+    timeout_s: TimeoutS = None
+
+    def request(self, images: tuple[bytes, ...]) -> EmbedRequest:
+        return EmbedRequest(images=images, model=self.model, normalize=self.normalize,
+                            deadline=deadline_for(self.timeout_s))
 
 
 class MulticropOptions(ClassifyOptions):

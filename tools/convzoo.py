@@ -3,6 +3,7 @@
   convzoo models ...     the model store CLI (`python -m model_store ...`)
   convzoo serve          the service, as `make serve` runs it (REST :3000, gRPC :3001)
   convzoo classify ...   the client CLI's classify (`python -m clients classify ...`)
+  convzoo embed ...      the client CLI's embed (`python -m clients embed ...`)
 
 `models` and `serve` use the same model store as `make`, wherever they are run: BENTOML_HOME
 if set, else the checkout's `.bentoml`, else BentoML's default `~/bentoml` (model_store.home).
@@ -61,7 +62,7 @@ def serve(argv: Sequence[str]) -> int:
     raise AssertionError("unreachable: os.execv returns only by raising")
 
 
-COMMANDS = ("models", "serve", "classify")
+COMMANDS = ("models", "serve", "classify", "embed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,10 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return models_main(rest, prog="convzoo models")
     if command == "serve":
         return serve(rest)
-    if command == "classify":
+    if command in ("classify", "embed"):
         from clients.cli import main as clients_main
 
-        return clients_main(["classify", *rest])
+        return clients_main([command, *rest])
     print(f"convzoo: unknown command {command!r}; commands: {', '.join(COMMANDS)} "
           "(convzoo --help)", file=sys.stderr)
     return 2

@@ -4,7 +4,9 @@ ONNX Runtime is the default: TensorRT, CUDA or CPU provider as `service.core.pro
 chooses from what ONNX Runtime itself offers and grants (no torch), the fp16 variant on the
 GPU providers when asked, and I/O binding (buffers bound once per batch size). On these CPUs
 it is 2-5x faster than eager PyTorch. PyTorch is the alternative, in fp16 and channels-last
-on a GPU. Both take float32 NCHW numpy and return float32 logits.
+on a GPU. Both take float32 NCHW numpy; `run` returns float32 logits, `run_outputs` the
+logits and the features (`model_store.outputs`) of the same single run, which the batcher
+uses so that classify and embed share batches.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from model_store.outputs import FEATURES, LOGITS
 from service.core import nvml
 from service.core.config import PROVIDER_KEYS, ServingConfig, TensorRTConfig, usable_cores
+from service.core.outputs import ModelOutputs
 from service.core.providers import (
     ExecutionInfo,
     available_providers,
@@ -46,6 +50,16 @@ class Backend(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def run_outputs(self, batch: np.ndarray) -> ModelOutputs: ...
+
+
+def output_positions(session: Any) -> tuple[int, int | None]:
+    """Where a session's logits and features are among its outputs (features None for a
+    graph stored before that output existed). Logits are output 0 in every stored graph."""
+    names = [output.name for output in session.get_outputs()]
+    logits = names.index(LOGITS) if LOGITS in names else 0
+    return logits, names.index(FEATURES) if FEATURES in names else None
+
 
 class IoBoundRunner:
     """Runs a session through I/O binding: per batch size, an input and an output buffer on
@@ -59,11 +73,15 @@ class IoBoundRunner:
         self.device = device
         self.device_id = device_id
         self.input_name = session.get_inputs()[0].name
-        self.output_name = session.get_outputs()[0].name
-        self.classes = int(session.get_outputs()[0].shape[1])
+        outputs = session.get_outputs()
+        logits, features = output_positions(session)
+        # (name, width) of each output bound: logits, then the features where the graph has them
+        self.outputs = [(outputs[logits].name, int(outputs[logits].shape[1]))]
+        if features is not None:
+            self.outputs.append((outputs[features].name, int(outputs[features].shape[1])))
         self._local = threading.local()
 
-    def _bound(self, shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
+    def _bound(self, shape: tuple[int, ...]) -> tuple[Any, Any, list[Any]]:
         import onnxruntime as ort
 
         buffers = getattr(self._local, "buffers", None)
@@ -76,15 +94,18 @@ class IoBoundRunner:
                 input_value = ort.OrtValue.ortvalue_from_shape_and_type(
                     shape, np.float32, "cuda", self.device_id)
                 binding.bind_ortvalue_input(self.input_name, input_value)
-            output_value = ort.OrtValue.ortvalue_from_shape_and_type(
-                (shape[0], self.classes), np.float32, self.device, self.device_id)
-            binding.bind_ortvalue_output(self.output_name, output_value)
-            buffers[shape] = (binding, input_value, output_value)
+            output_values = []
+            for name, width in self.outputs:
+                value = ort.OrtValue.ortvalue_from_shape_and_type(
+                    (shape[0], width), np.float32, self.device, self.device_id)
+                binding.bind_ortvalue_output(name, value)
+                output_values.append(value)
+            buffers[shape] = (binding, input_value, output_values)
         return buffers[shape]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> ModelOutputs:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        binding, input_value, output_value = self._bound(batch.shape)
+        binding, input_value, output_values = self._bound(batch.shape)
         if input_value is None:
             binding.bind_cpu_input(self.input_name, batch)
         else:
@@ -94,7 +115,8 @@ class IoBoundRunner:
             binding.synchronize_outputs()  # the GPU's work is done before the copy back
         # On the CPU numpy() is a view of the bound output, which the next batch of this
         # size overwrites while callers may still read this one: hand out a copy.
-        return output_value.numpy().copy()
+        values = [value.numpy().copy() for value in output_values]
+        return ModelOutputs(values[0], values[1] if len(values) > 1 else None)
 
 
 class OnnxRuntimeBackend:
@@ -140,6 +162,7 @@ class OnnxRuntimeBackend:
             level = logging.INFO if nvml.driver_missing() else logging.WARNING
             log.log(level, "%s: %s", stored.record["name"], fallback)
         self.input_name = session.get_inputs()[0].name
+        self._positions = output_positions(session)
         self._bound = IoBoundRunner(session, self.device) if io_binding else None
 
     @staticmethod
@@ -165,9 +188,14 @@ class OnnxRuntimeBackend:
         return provider
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_outputs(batch).logits
+
+    def run_outputs(self, batch: np.ndarray) -> ModelOutputs:
         if self._bound is not None:
             return self._bound.run(batch)
-        return self.session.run(None, {self.input_name: batch})[0]
+        values = self.session.run(None, {self.input_name: batch})
+        logits, features = self._positions
+        return ModelOutputs(values[logits], None if features is None else values[features])
 
 
 def _item_shape(stored: StoredModel) -> tuple[int, int, int]:
@@ -190,8 +218,12 @@ class TorchBackend:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if threads:
             torch.set_num_threads(threads)
-        model = registry.get(stored.record["name"]).build().eval()
+        from model_store.features import with_features
+
+        spec = registry.get(stored.record["name"])
+        model = spec.build().eval()
         model.load_state_dict(load_file(str(stored.weights_path)), strict=True)
+        model = with_features(model, spec)  # (logits, features), as the stored graphs give
         self.half = self.device == "cuda"
         if self.half:
             model = model.to("cuda", memory_format=torch.channels_last).half()
@@ -204,6 +236,9 @@ class TorchBackend:
             model_file=stored.weights_path.name)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_outputs(batch).logits
+
+    def run_outputs(self, batch: np.ndarray) -> ModelOutputs:
         import torch
 
         with torch.inference_mode():
@@ -211,7 +246,8 @@ class TorchBackend:
             if self.half:
                 tensor = tensor.to("cuda", non_blocking=True).half().contiguous(
                     memory_format=torch.channels_last)
-            return self.model(tensor).float().cpu().numpy()
+            logits, features = self.model(tensor)
+            return ModelOutputs(logits.float().cpu().numpy(), features.float().cpu().numpy())
 
 
 def create_backend(kind: str, stored: StoredModel, device: str, threads: int | None,

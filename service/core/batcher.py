@@ -3,7 +3,9 @@
 Requests (one or more images each, already preprocessed) queue per model; a worker takes the
 queue head and waits at most `max_delay_ms` for more, up to `max_batch_size` images, then runs
 them as one batch on the model's executor thread while the next batch gathers. A request's
-images always run together (a 10-crop is one request). The queue is bounded in images: past
+images always run together (a 10-crop is one request). A run gives every output of the model
+(`ModelOutputs`: logits and features), so classify and embed requests share batches and each
+caller takes its rows of what it needs. The queue is bounded in images: past
 `max_queue` a request is refused at once (`Overloaded`) instead of piling up. Requests whose
 caller went away, or whose deadline passed, are dropped before they reach the model.
 """
@@ -21,14 +23,23 @@ import numpy as np
 
 from service.core import metrics
 from service.core.errors import DeadlineExceeded, Overloaded
+from service.core.outputs import ModelOutputs
 
 
 @dataclass
 class BatchResult:
-    logits: np.ndarray
+    outputs: ModelOutputs  # this request's rows
     queue_ms: float
     infer_ms: float
     batch_size: int
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.outputs.logits
+
+    @property
+    def features(self) -> np.ndarray | None:
+        return self.outputs.features
 
 
 @dataclass
@@ -40,7 +51,7 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, model: str, run: Callable[[np.ndarray], np.ndarray], *,
+    def __init__(self, model: str, run: Callable[[np.ndarray], ModelOutputs], *,
                  max_batch_size: int = 16, max_delay_ms: float = 5.0, max_queue: int = 256,
                  instances: int = 1):
         self.model = model
@@ -137,7 +148,7 @@ class Batcher:
             self.in_flight += 1
             try:
                 # Joined on the model's thread: a 32-image copy is not the event loop's work.
-                logits = await loop.run_in_executor(self._executor, self._run_parts, parts)
+                outputs = await loop.run_in_executor(self._executor, self._run_parts, parts)
             except Exception as exc:  # the model failed: every caller in the batch learns why
                 for pending in batch:
                     if not pending.future.done():
@@ -157,18 +168,18 @@ class Batcher:
                 metrics.STAGE_LATENCY.labels(self.model, "queue").observe(queue_ms / 1000.0)
                 if not pending.future.done():
                     pending.future.set_result(BatchResult(
-                        logits[offset:offset + size], queue_ms, infer_ms, count))
+                        outputs.rows(offset, offset + size), queue_ms, infer_ms, count))
                 offset += size
 
-    def _run_parts(self, parts: list[np.ndarray]) -> np.ndarray:
+    def _run_parts(self, parts: list[np.ndarray]) -> ModelOutputs:
         return self._run_chunked(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
-    def _run_chunked(self, inputs: np.ndarray) -> np.ndarray:
+    def _run_chunked(self, inputs: np.ndarray) -> ModelOutputs:
         # One request may carry more images than a batch (a 144-crop): run it in slices.
         if len(inputs) <= self.max_batch_size:
             return self._run(inputs)
-        return np.concatenate([self._run(inputs[i:i + self.max_batch_size])
-                               for i in range(0, len(inputs), self.max_batch_size)])
+        return ModelOutputs.joined([self._run(inputs[i:i + self.max_batch_size])
+                                    for i in range(0, len(inputs), self.max_batch_size)])
 
     async def close(self) -> None:
         for worker in self._workers:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from model_store import registry
-from model_store.repository import BROKEN, MISSING, StoreEntry
+from model_store.outputs import features_dim
+from model_store.repository import BROKEN, MISSING, BrokenStoreEntry, StoredModel, StoreEntry
 from model_store.specs import ModelSpec
 from service.core.config import ServingConfig
 from service.core.crops import decode_sides
@@ -104,6 +105,9 @@ class Signature:
     channels: int
     weights: str
     decode_sides: dict[str, int]  # per crop scheme, as in ModelStatus
+    # The width of the features output; None when the stored graph has none (stored before
+    # that output existed) or nothing is stored.
+    features_dim: int | None = None
 
 
 class Catalogue:
@@ -153,6 +157,7 @@ class Catalogue:
         """`name`'s signature; None means the default model."""
         spec = model_spec(name or self.config.default_model)
         engine = self.engines.get(spec.name)
+        stored = engine.stored if engine else self._stored(spec.name)
         return Signature(
             name=spec.name,
             platform=engine.backend.name if engine else self.config.backend,
@@ -160,4 +165,12 @@ class Catalogue:
             input_size=spec.input.size, channels=spec.input.channels,
             weights=(engine.weights_status if engine
                      else self.store_index.status(spec.name)),
-            decode_sides=decode_sides(spec.input))
+            decode_sides=decode_sides(spec.input),
+            features_dim=features_dim(stored) if stored else None)
+
+    def _stored(self, name: str) -> StoredModel | None:
+        """`name` as the repository holds it now (None: not there, or broken)."""
+        try:
+            return self.store_index.repository.find(name)
+        except BrokenStoreEntry:
+            return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ from service.core.errors import DeviceUnavailable, InvalidArgument, ServiceError
 from service.core.pipeline import ImagePipeline
 from service.core.requests import (
     ClassifyRequest,
+    EmbedRequest,
     EnsembleRequest,
     FrontierRequest,
     MulticropRequest,
@@ -49,8 +50,10 @@ from service.core.requests import (
 from service.core.results import (
     ENSEMBLE,
     Classification,
+    Embedding,
     EnsembleResult,
     MulticropResult,
+    Result,
     SelectResult,
 )
 from service.core.runner import ModelRunner
@@ -69,7 +72,7 @@ class Observation:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def ran(self, results: list[Classification]) -> None:
+    def ran(self, results: Sequence[Result]) -> None:
         if results:
             self.label = results[0].model
 
@@ -127,6 +130,15 @@ class DataPlane:
         return await self.runner.classify(engine, request.images, request.top_k,
                                           request.deadline, started)
 
+    async def embed(self, request: EmbedRequest) -> list[Embedding]:
+        """Each image's features, the images run as one batch through the model's batcher,
+        which classify requests for the same model share."""
+        self._check_image_count(len(request.images))
+        started = time.perf_counter()
+        engine = await self.engines.engine(request.model or self.config.default_model)
+        return await self.runner.embed(engine, request.images, request.normalize,
+                                       request.deadline, started)
+
     async def classify_pixels(self, request: PixelsRequest) -> list[Classification]:
         self._check_top_k(request.top_k)
         started = time.perf_counter()
@@ -151,16 +163,16 @@ class DataPlane:
         self._check_image_count(len(request.images))
         return await self.selection.select(request)
 
-    async def answer(self, request: Request) -> list[Classification]:
-        """Any classifying request, by its kind: what an OIP ModelInfer asks for is one of
-        them (service.oip_codec.infer_call)."""
-        for kind, method in ((ClassifyRequest, self.classify),
+    async def answer(self, request: Request) -> Sequence[Result]:
+        """Any request, by its kind: what an OIP ModelInfer asks for is one of them
+        (service.oip_codec.infer_call)."""
+        for kind, method in ((ClassifyRequest, self.classify), (EmbedRequest, self.embed),
                              (PixelsRequest, self.classify_pixels),
                              (MulticropRequest, self.multicrop),
                              (EnsembleRequest, self.ensemble), (SelectRequest, self.select)):
             if isinstance(request, kind):
                 return await method(request)
-        raise TypeError(f"not a classifying request: {type(request).__name__}")
+        raise TypeError(f"not a data-plane request: {type(request).__name__}")
 
     async def frontier(self, request: FrontierRequest) -> dict[str, Any]:
         return await self.selection.frontier(request)

@@ -134,7 +134,7 @@ class Engines:
         batching = self.config.batching_for(spec.name)
         engine = Engine(
             spec=spec, stored=stored, backend=backend,
-            batcher=Batcher(spec.name, backend.run, max_batch_size=batching.max_batch_size,
+            batcher=Batcher(spec.name, backend.run_outputs, max_batch_size=batching.max_batch_size,
                             max_delay_ms=batching.max_delay_ms, max_queue=batching.max_queue,
                             instances=layout.instances),
             memory_mb=stored.onnx_path.stat().st_size / 2**20 * 2 + 32,

@@ -71,6 +71,12 @@ class NoVariantFits(ServiceError):
     code = ErrorCode.NO_VARIANT_FITS
 
 
+class FeaturesUnavailable(ServiceError):
+    """Embeddings asked of a model whose stored graph has no features output."""
+
+    code = ErrorCode.FEATURES_UNAVAILABLE
+
+
 class Overloaded(ServiceError):
     code = ErrorCode.OVERLOADED
 
@@ -117,6 +123,7 @@ STATUS: dict[type[ServiceError], Status] = {
     Unauthenticated: Status(401, "UNAUTHENTICATED"),
     ModelNotFound: Status(404, "NOT_FOUND"),
     NoVariantFits: Status(422, "FAILED_PRECONDITION"),
+    FeaturesUnavailable: Status(409, "FAILED_PRECONDITION"),
     Overloaded: Status(503, "RESOURCE_EXHAUSTED"),
     NotReady: Status(503, "UNAVAILABLE"),
     DeadlineExceeded: Status(504, "DEADLINE_EXCEEDED"),

@@ -1,5 +1,5 @@
 """Logits to probabilities and top-k, named from the model's label set
-(`model_store.labels`: data files, no torch)."""
+(`model_store.labels`: data files, no torch); features to unit vectors."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def top_k(probabilities: np.ndarray, k: int, label_set: str) -> tuple[Prediction
     best = np.argpartition(-probabilities, k - 1)[:k]
     best = best[np.argsort(-probabilities[best], kind="stable")]
     return tuple(Prediction(int(i), names[i], float(probabilities[i])) for i in best)
+
+
+def l2_normalized(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm (a zero row stays zero rather than becoming NaN)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.finfo(np.float32).tiny)

@@ -44,6 +44,16 @@ class ClassifyRequest(Request):
     model: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class EmbedRequest(Request):
+    """Encoded images through one model (the default when None), as one batch, for their
+    features: L2-normalised when `normalize`. `top_k` does not apply."""
+
+    images: tuple[bytes, ...]
+    model: str | None = None
+    normalize: bool = True
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class PixelsRequest(Request):
     """Images already preprocessed to the model's input, (n, C, size, size) float32."""

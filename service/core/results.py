@@ -3,7 +3,8 @@
 Every result is a `Classification` (the model that ran, its weights status, the top-k
 predictions, the stage timings, and a warning for random-init weights); each composite adds
 what it did (`details`: the crop scheme, the ensemble's members, the selection). `to_dict` is
-the JSON form REST returns; the OIP adapters read the fields, and carry `details` as response
+the JSON form REST returns; an `Embedding` (one image's features) is the one result that is
+not a classification; the OIP adapters read the fields, and carry `details` as response
 parameters (contract.oip). `model` is the model that ran: the chosen variant for a selection,
 the configured ensemble's name (or "ensemble") for an ensemble, which is also the request's
 metric label (`service.core.dataplane`).
@@ -11,9 +12,11 @@ metric label (`service.core.dataplane`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 if TYPE_CHECKING:
     from service.core.selection import Selection
@@ -36,7 +39,7 @@ class Prediction:
 @dataclass(frozen=True, kw_only=True)
 class Classification:
     model: str
-    weights: str  # pretrained | random-init
+    weights: str  # pretrained | random-init | fine-tuned
     predictions: tuple[Prediction, ...]
     timing_ms: Mapping[str, float]
     warning: str | None = None
@@ -101,3 +104,42 @@ class SelectResult(Classification):
     def details(self) -> dict[str, Any]:
         return {"selection": {**self.selection.to_dict(),
                               "actual_latency_ms": self.actual_latency_ms}}
+
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Embedding:
+    """One image's features (dim,) float32, L2-normalised when the request asked
+    (`normalized`). A request's images give one each, from one batch; REST's body is
+    `embeddings_to_dict` of them all, OIP's FEATURES output their rows stacked."""
+
+    model: str
+    weights: str  # pretrained | random-init | fine-tuned
+    vector: np.ndarray
+    normalized: bool
+    timing_ms: Mapping[str, float]
+    warning: str | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vector.shape[0])
+
+    def details(self) -> dict[str, Any]:
+        return {"normalized": self.normalized}
+
+
+# What the data plane answers a request with: one result per image.
+Result = Classification | Embedding
+
+
+def embeddings_to_dict(results: Sequence[Embedding]) -> dict[str, Any]:
+    """REST's body for an embed request: the model, its weights, the width and every image's
+    vector, in the order sent (and the random-init warning where it applies)."""
+    first = results[0]
+    body: dict[str, Any] = {"model": first.model, "weights": first.weights}
+    if first.warning is not None:
+        body["warning"] = first.warning
+    body.update(dim=first.dim, normalized=first.normalized,
+                embeddings=[r.vector.tolist() for r in results],
+                timing_ms=dict(first.timing_ms))
+    return body

@@ -1,5 +1,7 @@
 """The single-model request path: encoded images (or pixels) -> one batch -> the model's
-batcher -> softmax and top-k, with the time of every stage.
+batcher -> softmax and top-k (classify), or the batch's features, L2-normalised if asked
+(embed), with the time of every stage. Classify and embed submit to the same batcher, so
+their images run in the same batches; each takes its own output of the one run.
 
 Decoding and preprocessing run on the pipeline's threads (`service.core.pipeline`), large JPEGs
 through nvJPEG when the GPU decode path is on (`service.core.gpu_decode`); the batch goes to
@@ -16,21 +18,33 @@ from functools import partial
 
 import numpy as np
 
+from model_store.outputs import has_features
 from model_store.repository import RANDOM_INIT
 from model_store.specs import ModelSpec
 from model_store.transforms import preprocess
 from service.core import gpu_decode, metrics
 from service.core.batcher import BatchResult
 from service.core.engines import Engine
-from service.core.errors import InvalidArgument
+from service.core.errors import FeaturesUnavailable, InvalidArgument
 from service.core.pipeline import ImagePipeline, Prepared
-from service.core.postprocess import softmax, top_k
-from service.core.results import Classification
+from service.core.postprocess import l2_normalized, softmax, top_k
+from service.core.results import Classification, Embedding
 
 RANDOM_INIT_WARNING = (
     "{name} has random-init weights (no real weights were imported): its predictions are "
     "meaningless; use it for latency profiling only"
 )
+
+
+FEATURES_UNAVAILABLE = (
+    "model {name} was stored before stored graphs had a features output, so it cannot embed; "
+    "re-import it with `python -m model_store pull {name} --force`"
+)
+
+
+def random_init_warning(engine: Engine) -> str | None:
+    return (RANDOM_INIT_WARNING.format(name=engine.spec.name)
+            if engine.weights_status == RANDOM_INIT else None)
 
 
 def ms(seconds: float) -> float:
@@ -69,13 +83,20 @@ class ModelRunner:
             return prepared[0].value[None]  # a view: no copy for the common single image
         return np.stack([p.value for p in prepared])
 
-    async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
-                    deadline: float | None = None) -> np.ndarray:
-        """Probabilities (n, classes) for a preprocessed batch through the model's batcher."""
+    async def run_batch(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
+                        deadline: float | None = None) -> BatchResult:
+        """A preprocessed batch through the model's batcher: this request's rows of every
+        output, its queue and infer times in `timing`."""
         result: BatchResult = await engine.batcher.submit(batch, deadline)
         timing["queue"] = round(result.queue_ms, 3)
         timing["infer"] = round(result.infer_ms, 3)
         timing["batch_size"] = result.batch_size
+        return result
+
+    async def infer(self, engine: Engine, batch: np.ndarray, timing: dict[str, float],
+                    deadline: float | None = None) -> np.ndarray:
+        """Probabilities (n, classes) for a preprocessed batch through the model's batcher."""
+        result = await self.run_batch(engine, batch, timing, deadline)
         return softmax(result.logits.astype(np.float32))
 
     def results(self, engine: Engine, probabilities: np.ndarray, k: int,
@@ -87,9 +108,7 @@ class ModelRunner:
         metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
         timing["postprocess"] = ms(post_s)
         timing["total"] = ms(time.perf_counter() - started)
-        weights = engine.weights_status
-        warning = (RANDOM_INIT_WARNING.format(name=engine.spec.name) if weights == RANDOM_INIT
-                   else None)
+        weights, warning = engine.weights_status, random_init_warning(engine)
         return [Classification(model=engine.spec.name, weights=weights, warning=warning,
                                predictions=row,
                                timing_ms=dict(timing))
@@ -119,3 +138,30 @@ class ModelRunner:
         probabilities = await self.infer(engine, pixels.astype(np.float32, copy=False), timing,
                                          deadline)
         return self.results(engine, probabilities, k, timing, started)
+
+    async def embed(self, engine: Engine, images: tuple[bytes, ...], normalize: bool,
+                    deadline: float | None, started: float) -> list[Embedding]:
+        """Each image's features (the graph's second output), the images run as one batch
+        through the same batcher as classify; refused before any work for a graph without
+        that output."""
+        if not has_features(engine.stored):
+            raise FeaturesUnavailable(FEATURES_UNAVAILABLE.format(name=engine.spec.name),
+                                      model=engine.spec.name)
+        timing: dict[str, float] = {}
+        batch = await self.preprocess_images(images, engine.spec, timing, deadline)
+        result = await self.run_batch(engine, batch, timing, deadline)
+        if result.features is None:  # a record that claims the output its graph lacks
+            raise FeaturesUnavailable(FEATURES_UNAVAILABLE.format(name=engine.spec.name),
+                                      model=engine.spec.name)
+        t0 = time.perf_counter()
+        vectors = result.features.astype(np.float32, copy=False)
+        if normalize:
+            vectors = l2_normalized(vectors)
+        post_s = time.perf_counter() - t0
+        metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
+        timing["postprocess"] = ms(post_s)
+        timing["total"] = ms(time.perf_counter() - started)
+        weights, warning = engine.weights_status, random_init_warning(engine)
+        return [Embedding(model=engine.spec.name, weights=weights, vector=vector,
+                          normalized=normalize, timing_ms=dict(timing), warning=warning)
+                for vector in vectors]

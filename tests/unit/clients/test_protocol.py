@@ -24,6 +24,7 @@ from clients.protocol import (
     GrpcProtocol,
     RestCall,
     RestProtocol,
+    embedding_from_infer,
     results_from_infer,
     shrunk,
 )
@@ -88,6 +89,39 @@ def test_grpc_classify_batch_is_one_model_infer_with_an_image_tensor():
     assert [(p.label, p.score) for p in second.predictions] == [("1", 0.75), ("7", 0.125)]
     assert first.weights == "pretrained" and first.warning is None
     assert first.timing_ms == {"total": 4.5, "batch_size": 2} and first.details == {}
+
+
+def test_rest_embed_sends_the_images_and_normalize_and_reads_the_vectors():
+    operation = RestProtocol().embed([b"a", b"b"], "lenet5", False, None)
+    call = first_call(operation)
+    assert (call.method, call.path) == ("POST", "/embed")
+    assert call.json == {"images": ["YQ==", "Yg=="], "model": "lenet5", "normalize": False}
+    result = finish(operation, {"model": "lenet5", "weights": "pretrained", "dim": 2,
+                                "normalized": False, "embeddings": [[1, 2], [3, 4.5]],
+                                "timing_ms": {"total": 1.0}})
+    assert result.embeddings == [[1.0, 2.0], [3.0, 4.5]] and result.dim == 2
+    assert not result.normalized and result.array().shape == (2, 2)
+
+
+def test_grpc_embed_asks_for_the_features_output_and_reads_its_rows():
+    operation = GrpcProtocol().embed([b"a", b"b"], None, True, None)
+    request = first_call(operation).request
+    assert [o.name for o in request.outputs] == ["features"]
+    assert request.parameters["normalize"].bool_param is True
+    assert "top_k" not in request.parameters
+    response = pb.ModelInferResponse(model_name="lenet5")
+    output = response.outputs.add(name="features", datatype="FP32", shape=[2, 3])
+    output.contents.fp32_contents.extend([0.0, 0.6, 0.8, 1.0, 0.0, 0.0])
+    response.parameters["weights"].string_param = "pretrained"
+    response.parameters["normalized"].bool_param = True
+    response.parameters["timing_ms.total"].double_param = 4.5
+    result = finish(operation, response)
+    assert result.model == "lenet5" and result.dim == 3 and result.normalized
+    assert result.embeddings == [[0.0, pytest.approx(0.6), pytest.approx(0.8)],
+                                 [1.0, 0.0, 0.0]]
+    assert result.timing_ms == {"total": 4.5}
+    with pytest.raises(ConvZooError, match="lacks a 2-D features output"):
+        embedding_from_infer(pb.ModelInferResponse(model_name="lenet5"))
 
 
 def test_grpc_options_travel_as_request_parameters():

@@ -17,12 +17,13 @@ from service import oip_codec as codec
 from service.core.errors import InvalidArgument, ModelNotFound
 from service.core.requests import (
     ClassifyRequest,
+    EmbedRequest,
     EnsembleRequest,
     MulticropRequest,
     PixelsRequest,
     SelectRequest,
 )
-from service.core.results import Classification, EnsembleResult, Prediction
+from service.core.results import Classification, Embedding, EnsembleResult, Prediction
 
 
 def known(name: str) -> object:
@@ -109,6 +110,43 @@ def test_infer_call_for_images_and_for_pixels():
                             [codec.Tensor("PIXELS", "FP32", pixels.shape, pixels)], {}, [])
     assert isinstance(call.request, PixelsRequest) and call.request.pixels is pixels
     assert call.request.model is None and call.request.top_k == DEFAULT_TOP_K
+
+
+def test_naming_the_features_output_is_an_embed_request():
+    call = codec.infer_call(known, "lenet5", "", [image_tensor(b"a", b"b")], {}, ["features"])
+    assert call.request == EmbedRequest(images=(b"a", b"b"), model="lenet5", normalize=True)
+    assert call.outputs == ["features"]
+    for sent, normalize in (("false", False), (False, False), ("yes", True), (1, True)):
+        call = codec.infer_call(known, "lenet5", "", [image_tensor(b"a")],
+                                {"normalize": sent}, ["features"])
+        assert call.request.normalize is normalize
+    vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
+    results = [Embedding(model="lenet5", weights="pretrained", vector=row, normalized=False,
+                         timing_ms={"total": 2.0}) for row in vectors]
+    (tensor,) = codec.output_tensors(results, ["features"])
+    assert (tensor.name, tensor.datatype, tensor.shape) == ("features", "FP32", (2, 3))
+    np.testing.assert_array_equal(tensor.data, vectors)
+    assert codec.response_parameters(results) == {
+        "weights": "pretrained", "normalized": False, "timing_ms.total": 2.0}
+
+
+@pytest.mark.parametrize("model, inputs, parameters, outputs, message", [
+    ("lenet5", "image", {"normalize": "maybe"}, ["features"],
+     "normalize must be true or false, got 'maybe'"),
+    ("lenet5", "image", {"normalize": 2.5}, ["features"], "normalize must be true or false"),
+    ("lenet5", "image", {"normalize": True}, [], "normalize applies to the features output"),
+    ("lenet5", "image", {}, ["features", "SCORES"], "output features is asked alone"),
+    ("lenet5", "image", {"crops": 10}, ["features"], "without crops, ensembles or selection"),
+    ("ensemble", "image", {"models": "a,b"}, ["features"], "without crops, ensembles"),
+    ("lenet5", "pixels", {}, ["features"], r"encoded images \(IMAGE\)"),
+])
+def test_the_features_output_refuses_what_does_not_apply(model, inputs, parameters, outputs,
+                                                          message):
+    tensors = {"image": [image_tensor(b"a")],
+               "pixels": [codec.Tensor("PIXELS", "FP32", (1, 1, 32, 32),
+                                       np.zeros((1, 1, 32, 32), np.float32))]}[inputs]
+    with pytest.raises(InvalidArgument, match=message):
+        codec.infer_call(known, model, "", tensors, parameters, outputs)
 
 
 def test_composite_calls_are_typed_requests_with_their_parameters_parsed():

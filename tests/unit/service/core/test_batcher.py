@@ -16,12 +16,14 @@ import pytest
 
 from service.core.batcher import Batcher
 from service.core.errors import DeadlineExceeded, Overloaded
+from service.core.outputs import ModelOutputs
 
 WAIT_S = 10.0  # the longest any event may take, on a loaded machine
 
 
 class RecordingModel:
-    """Returns each row's first value as its 'logit' and records the batch sizes it saw.
+    """Returns each row's first value as its 'logit' (and its negation as its 'features'), and
+    records the batch sizes it saw.
 
     With `gated`, each batch waits (on the model's thread) until `open_gate`; `running(n)`
     returns once n batches have started."""
@@ -34,13 +36,14 @@ class RecordingModel:
             self._gate.set()
         self._started = threading.Semaphore(0)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> ModelOutputs:
         self.batches.append(len(batch))
         self._started.release()
         assert self._gate.wait(WAIT_S), "the test never opened the gate"
         if self.fail:
             raise RuntimeError("model exploded")
-        return batch.reshape(len(batch), -1)[:, :1].copy()
+        first = batch.reshape(len(batch), -1)[:, :1].copy()
+        return ModelOutputs(first, features=-first)
 
     async def running(self, batches: int = 1) -> None:
         """Until `batches` more batches have started (they may be held at the gate)."""
@@ -64,6 +67,7 @@ async def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
     results = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(5)))
     assert model.batches == [5]
     assert [float(r.logits[0, 0]) for r in results] == [0, 1, 2, 3, 4]
+    assert [float(r.features[0, 0]) for r in results] == [0, -1, -2, -3, -4]
     assert all(r.batch_size == 5 for r in results)
     await batcher.close()
 
@@ -83,6 +87,7 @@ async def test_a_request_never_splits_and_big_requests_run_in_slices():
     batcher = Batcher("m", model, max_batch_size=4, max_delay_ms=20)
     crops, single = await asyncio.gather(batcher.submit(rows(*range(10))), batcher.submit(rows(99)))
     assert crops.logits[:, 0].tolist() == list(range(10))
+    assert crops.features[:, 0].tolist() == [-i for i in range(10)]  # joined like the logits
     assert single.logits[0, 0] == 99
     # the 10-image request ran alone, in slices of 4; the single one in the next batch
     assert model.batches == [4, 4, 2, 1]

@@ -13,9 +13,15 @@ import pytest
 from service.core import metrics
 from service.core.config import load_config
 from service.core.dataplane import DataPlane
-from service.core.errors import DeadlineExceeded, InvalidArgument, ModelNotFound
+from service.core.errors import (
+    DeadlineExceeded,
+    FeaturesUnavailable,
+    InvalidArgument,
+    ModelNotFound,
+)
 from service.core.requests import (
     ClassifyRequest,
+    EmbedRequest,
     EnsembleRequest,
     FrontierRequest,
     MulticropRequest,
@@ -23,8 +29,13 @@ from service.core.requests import (
     SelectRequest,
     deadline_for,
 )
-from service.core.results import EnsembleResult, MulticropResult, SelectResult
-from tests.fixtures.fake_models import FakeBackends, FolderRepository
+from service.core.results import (
+    EnsembleResult,
+    MulticropResult,
+    SelectResult,
+    embeddings_to_dict,
+)
+from tests.fixtures.fake_models import FAKE_FEATURES_DIM, FakeBackends, FolderRepository
 from tools import photos
 
 LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -40,6 +51,7 @@ async def plane(tmp_path, backends):
     repository = FolderRepository(tmp_path / "store")
     for name in ("lenet5", *LITE):
         repository.add(name)
+    repository.add("resnet18", features=False)  # stored before the features output existed
     config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
                          startup_models=("efficientnet_lite0", "lenet5"),
                          batching={"max_batch_size": 16, "instances": 1, "max_delay_ms": 0},
@@ -77,6 +89,34 @@ async def test_what_a_request_means_is_checked(plane):
         await plane.classify(ClassifyRequest(images=(CAT,) * 65))
     with pytest.raises(ModelNotFound):
         await plane.classify(ClassifyRequest(images=(CAT,), model="resnet50"))
+
+
+async def test_embed_gives_the_batch_features_normalised_or_not(plane, backends):
+    raw = await plane.embed(EmbedRequest(images=(CAT, COFFEE), normalize=False))
+    assert [r.model for r in raw] == ["efficientnet_lite0"] * 2
+    assert raw[0].weights == "pretrained" and raw[0].dim == FAKE_FEATURES_DIM
+    assert backends.made["efficientnet_lite0"][0].batches[-1] == 2  # one batch for both
+    raw_vectors = np.stack([r.vector for r in raw])
+    unit = await plane.embed(EmbedRequest(images=(CAT, COFFEE)))
+    unit_vectors = np.stack([r.vector for r in unit])
+    np.testing.assert_allclose(np.linalg.norm(unit_vectors, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(unit_vectors, raw_vectors / np.linalg.norm(
+        raw_vectors, axis=1, keepdims=True), rtol=1e-6)
+    assert not np.allclose(np.linalg.norm(raw_vectors, axis=1), 1.0)
+    body = embeddings_to_dict(unit)
+    assert body["dim"] == FAKE_FEATURES_DIM and body["normalized"] is True
+    assert body["embeddings"] == unit_vectors.tolist() and "postprocess" in body["timing_ms"]
+    with pytest.raises(InvalidArgument, match="no image given"):
+        await plane.embed(EmbedRequest(images=()))
+    (answered,) = await plane.answer(EmbedRequest(images=(CAT,), normalize=False))
+    np.testing.assert_array_equal(answered.vector, raw_vectors[0])
+
+
+async def test_embed_refuses_a_model_stored_without_features(plane, backends):
+    with pytest.raises(FeaturesUnavailable,
+                       match=r"re-import it with `python -m model_store pull resnet18 --force`"):
+        await plane.embed(EmbedRequest(images=(CAT,), model="resnet18"))
+    assert backends.made["resnet18"][0].batches == [1, 16]  # the warm-up's: refused before
 
 
 async def test_pixels_skip_decoding_and_must_fit_the_input(plane):

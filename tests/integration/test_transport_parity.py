@@ -19,7 +19,7 @@ import pytest
 
 from clients import AsyncConvZooClient, ConvZooClient
 from clients.errors import ConvZooError
-from clients.results import ClassifyResult, ModelInfo
+from clients.results import ClassifyResult, EmbedResult, ModelInfo
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,8 @@ CALLS: dict[str, Callable[[Any, bytes], Any]] = {
     "configured ensemble": lambda c, image: c.ensemble(image, ensemble="lite-pair", crops=5),
     "select": lambda c, image: c.select(image, family="efficientnet_lite",
                                         latency_budget_ms=60_000, top_k=3),
+    "embed": lambda c, image: c.embed([image, image]),
+    "embed raw": lambda c, image: c.embed(image, model="efficientnet_lite1", normalize=False),
     "models": lambda c, image: c.models(),
 }
 ERRORS: dict[str, Callable[[Any, bytes], Any]] = {
@@ -50,6 +52,8 @@ ERRORS: dict[str, Callable[[Any, bytes], Any]] = {
     "nothing fits": lambda c, image: c.select(image, family="efficientnet_lite",
                                               latency_budget_ms=0.001),
     "bad crop scheme": lambda c, image: c.multicrop(image, crops=3),
+    "embed an unknown model": lambda c, image: c.embed(image, model="no_such_model"),
+    "embed not an image": lambda c, image: c.embed([image, b"not an image"]),
 }
 
 
@@ -70,7 +74,7 @@ def fields_of(result: Any) -> Any:
         return [fields_of(r) for r in result]
     if isinstance(result, ModelInfo):  # the listing's extras differ by transport (its doc)
         return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "details"}
-    assert isinstance(result, ClassifyResult)
+    assert isinstance(result, (ClassifyResult, EmbedResult))
     return comparable(asdict(result))
 
 
@@ -104,6 +108,9 @@ def test_every_call_gives_the_same_result_over_rest_and_grpc(call, name, cat_jpe
     if name == "configured ensemble":
         assert over_grpc.model == over_rest.model == "lite-pair"
         assert [m["model"] for m in over_grpc.details["members"]] == list(LITE_PAIR)
+    if name.startswith("embed"):
+        assert over_grpc.dim == over_rest.dim == 1280
+        assert len(over_grpc.embeddings) == len(over_rest.embeddings) >= 1
     if name == "ensemble of models":
         assert over_grpc.model == "ensemble" and over_grpc.details["member_weights"] == [
             0.25, 0.75]

@@ -6,9 +6,11 @@ a folder of files in tests) and never calls BentoML itself. The import side (bui
 parity check, save) is `model_store.store`, which needs torch; this module does not.
 
 A stored variant holds `model.onnx`, `weights.safetensors` and `convzoo.json` (the record
-every response's `weights` field is drawn from). A stored model whose files cannot be read (a
-damaged `model.yaml` or `convzoo.json`) is `broken`, with what is wrong said without
-filesystem paths, and does not hide the others.
+every response's `weights` field is drawn from). User models (`fine-tuned`, stored by
+`python -m model_store finetune`) are stored the same way under names the registry does not
+know; `user_models` and `find_user_model` read them, apart from the registry's entries. A
+stored model whose files cannot be read (a damaged `model.yaml` or `convzoo.json`) is
+`broken`, with what is wrong said without filesystem paths, and does not hide the others.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Any, Protocol
 PRETRAINED = "pretrained"
 RANDOM_INIT = "random-init"
 # A user model (model_store.finetune): a registry backbone with a head trained here. Not in
-# WEIGHTS_STATUSES: `find` reads registry variants only; user models are listed by
-# model_store.finetune.user_models.
+# WEIGHTS_STATUSES: `find` reads registry variants only; user models are read by
+# `user_models` and `find_user_model`.
 FINE_TUNED = "fine-tuned"
 MISSING = "missing"
 BROKEN = "broken"
@@ -85,15 +87,24 @@ class ModelRepository(Protocol):
     def entries(self) -> dict[str, StoreEntry]:
         """Every registry model in the store, each read on its own."""
 
+    def user_models(self) -> dict[str, StoredModel]:
+        """Every readable user model in the store (its newest version), by name."""
 
-def read_record(folder: Path, name: str) -> dict[str, Any]:
-    """A stored model's convzoo.json, or BrokenStoreEntry saying what is wrong with it."""
+    def find_user_model(self, name: str) -> StoredModel | None:
+        """The newest version of user model `name`; None when the store has no user model of
+        that name (or only a damaged one)."""
+
+
+def read_record(folder: Path, name: str, statuses: tuple[str, ...] = WEIGHTS_STATUSES
+                ) -> dict[str, Any]:
+    """A stored model's convzoo.json, or BrokenStoreEntry saying what is wrong with it (a
+    weights status outside `statuses` among it)."""
     try:
         record = json.loads((folder / RECORD_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise BrokenStoreEntry(f"model {name}: {describe_store_error(exc, RECORD_FILE)}"
                                ) from exc
-    if not isinstance(record, dict) or record.get("weights") not in WEIGHTS_STATUSES:
+    if not isinstance(record, dict) or record.get("weights") not in statuses:
         raise BrokenStoreEntry(f"model {name}: {RECORD_FILE} has no valid 'weights' entry")
     return record
 
@@ -153,6 +164,43 @@ class BentoModelRepository:
         from model_store import registry
 
         return entries_of(self, registry.all_specs())
+
+
+    def user_models(self) -> dict[str, StoredModel]:
+        import bentoml
+
+        newest: dict[str, Any] = {}
+        for model in bentoml.models.list():
+            if model.info.labels.get("weights") != FINE_TUNED:
+                continue
+            name = model.tag.name
+            if name not in newest or model.creation_time > newest[name].creation_time:
+                newest[name] = model
+        found = {}
+        for name, model in sorted(newest.items()):
+            stored = _user_model(Path(model.path), name, str(model.tag))
+            if stored is not None:
+                found[name] = stored
+        return found
+
+    def find_user_model(self, name: str) -> StoredModel | None:
+        import bentoml
+
+        try:
+            model = bentoml.models.get(f"{name}:latest")
+        except Exception:  # not there, a name BentoML refuses, or a damaged model.yaml
+            return None
+        if model.info.labels.get("weights") != FINE_TUNED:
+            return None
+        return _user_model(Path(model.path), name, str(model.tag))
+
+
+def _user_model(folder: Path, name: str, tag: str) -> StoredModel | None:
+    """A user model as stored; None (and it is not served) when its record is damaged."""
+    try:
+        return StoredModel(name, tag, folder, read_record(folder, name, (FINE_TUNED,)))
+    except BrokenStoreEntry:
+        return None
 
 
 def find(name: str) -> StoredModel | None:

@@ -57,20 +57,29 @@ class UserModel:
 
     @property
     def spec(self) -> ModelSpec:
-        return user_model_spec(self.name, registry.get(self.backbone),
-                               self.record["features_layer"], int(self.record["features_dim"]),
-                               len(self.classes))
+        return spec_from_record(self.name, self.record)
+
+
+def spec_from_record(name: str, record: dict[str, Any]) -> ModelSpec:
+    """The spec of a stored user model, from its record (torch-free: serving reads it)."""
+    return user_model_spec(name, registry.get(record["backbone"]), record["features_layer"],
+                           int(record["features_dim"]), len(record["classes"]))
+
+
+def _build_finetuned(*args: Any):
+    # torch only when a user model is built (importing it), never when one is served
+    from model_store.finetune.network import build_finetuned
+
+    return build_finetuned(*args)
 
 
 def user_model_spec(name: str, backbone: ModelSpec, features_layer: str, features_dim: int,
                     num_classes: int) -> ModelSpec:
     """The spec a user model is saved and served under: the backbone's input and family."""
-    from model_store.finetune.network import build_finetuned
-
     return ModelSpec(
         name=name,
         family=backbone.family,
-        build=partial(build_finetuned, backbone.name, features_layer, features_dim,
+        build=partial(_build_finetuned, backbone.name, features_layer, features_dim,
                       num_classes),
         input=backbone.input,
         labels=CUSTOM_LABELS,

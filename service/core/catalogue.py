@@ -14,13 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model_store import registry
 from model_store.outputs import features_dim
-from model_store.repository import BROKEN, MISSING, BrokenStoreEntry, StoredModel, StoreEntry
+from model_store.repository import (
+    BROKEN,
+    FINE_TUNED,
+    MISSING,
+    BrokenStoreEntry,
+    StoredModel,
+    StoreEntry,
+)
 from model_store.specs import ModelSpec
 from service.core.config import ServingConfig
 from service.core.crops import decode_sides
-from service.core.engines import Engine, Engines, model_spec
+from service.core.engines import Engine, Engines
+from service.core.specs import UserModel
 from service.core.stored import StoreIndex
 
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"
@@ -32,6 +39,7 @@ class ModelStatus:
     entry: StoreEntry | None  # None: not in the store
     engine: Engine | None  # None: not loaded
     load_error: str | None
+    user: UserModel | None = None  # a fine-tuned model's classes and backbone
 
     @property
     def name(self) -> str:
@@ -80,6 +88,9 @@ class ModelStatus:
             "execution": engine.backend.execution.to_dict() if engine else None,
             "computed": ({"params_m": record.get("params_m"),
                           "mult_adds_m": record.get("mult_adds_m")} if engine else None),
+            # A user model's own: its class names (output order) and its backbone.
+            "classes": list(self.user.classes) if self.user else None,
+            "backbone": self.user.backbone if self.user else None,
         }
 
 
@@ -118,14 +129,16 @@ class Catalogue:
         self.store_index = store_index
 
     def status(self, name: str, entries: dict[str, StoreEntry] | None = None) -> ModelStatus:
-        spec = model_spec(name)
+        spec = self.engines.specs.spec(name)
+        user = self.engines.specs.user(name)
         entries = self.store_index.entries() if entries is None else entries
-        return ModelStatus(spec, entries.get(name), self.engines.get(name),
-                           self.engines.load_errors.get(name))
+        entry = StoreEntry(FINE_TUNED) if user else entries.get(name)
+        return ModelStatus(spec, entry, self.engines.get(name),
+                           self.engines.load_errors.get(name), user)
 
     def statuses(self) -> list[ModelStatus]:
         entries = self.store_index.entries()
-        return [self.status(name, entries) for name in registry.all_specs()]
+        return [self.status(name, entries) for name in self.engines.specs.names()]
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         entries = []
@@ -149,28 +162,30 @@ class Catalogue:
                           else "not loaded and lazy loading is off")
 
     def is_loaded(self, name: str) -> bool:
-        """Whether `name` (a registry model, else ModelNotFound) is loaded and serving."""
-        model_spec(name)
+        """Whether `name` (a known model, else ModelNotFound) is loaded and serving."""
+        self.engines.specs.spec(name)
         return self.engines.get(name) is not None
 
     def signature(self, name: str | None) -> Signature:
         """`name`'s signature; None means the default model."""
-        spec = model_spec(name or self.config.default_model)
+        spec = self.engines.specs.spec(name or self.config.default_model)
         engine = self.engines.get(spec.name)
-        stored = engine.stored if engine else self._stored(spec.name)
+        user = self.engines.specs.user(spec.name)
+        stored = engine.stored if engine else self._stored(spec.name, user is not None)
         return Signature(
             name=spec.name,
             platform=engine.backend.name if engine else self.config.backend,
             family=spec.family, labels=spec.labels, num_classes=spec.num_classes,
             input_size=spec.input.size, channels=spec.input.channels,
-            weights=(engine.weights_status if engine
+            weights=(engine.weights_status if engine else FINE_TUNED if user
                      else self.store_index.status(spec.name)),
             decode_sides=decode_sides(spec.input),
             features_dim=features_dim(stored) if stored else None)
 
-    def _stored(self, name: str) -> StoredModel | None:
+    def _stored(self, name: str, user_model: bool) -> StoredModel | None:
         """`name` as the repository holds it now (None: not there, or broken)."""
+        repository = self.store_index.repository
         try:
-            return self.store_index.repository.find(name)
+            return repository.find_user_model(name) if user_model else repository.find(name)
         except BrokenStoreEntry:
             return None

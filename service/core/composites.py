@@ -27,7 +27,7 @@ from model_store.repository import RANDOM_INIT
 from service.core import metrics
 from service.core.config import ServingConfig
 from service.core.crops import check_crop_scheme, crop_tensors, decode_side
-from service.core.engines import Engine, Engines, model_spec
+from service.core.engines import Engine, Engines
 from service.core.ensemble import EnsemblePlan, combine, plan_ensemble
 from service.core.errors import ServiceError
 from service.core.pipeline import ImagePipeline
@@ -88,7 +88,7 @@ class Composites:
 
     def plan(self, request: EnsembleRequest) -> EnsemblePlan:
         """The members, weights and method `request` asks for, checked."""
-        return plan_ensemble(lambda m: model_spec(m).labels, self.config.ensembles,
+        return plan_ensemble(self.engines.specs.label_set, self.config.ensembles,
                              models=request.models, ensemble=request.ensemble,
                              weights=request.weights, method=request.method,
                              max_members=self.config.max_ensemble_members)
@@ -114,7 +114,7 @@ class Composites:
             self._member(e, decoded.value, scheme, request, started) for e in engines))
         t0 = time.perf_counter()
         combined = combine([p for p, _ in members], plan.weights, plan.method)
-        predictions = top_k(combined, request.top_k, engines[0].spec.labels)
+        predictions = top_k(combined, request.top_k, engines[0].labels)
         timing["combine"] = ms(time.perf_counter() - t0)
         timing["total"] = ms(time.perf_counter() - started)
         random_init = [e.spec.name for e in engines if e.weights_status == RANDOM_INIT]

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from model_store import registry
 from model_store.repository import BentoModelRepository, ModelRepository
 from model_store.specs import ModelSpec
 from service.core import gpu_decode, metrics
@@ -34,7 +33,7 @@ from service.core.backends import backend_for
 from service.core.catalogue import Catalogue, IndexEntry, ModelStatus, Signature
 from service.core.composites import Composites
 from service.core.config import ServingConfig, load_config
-from service.core.engines import BackendFactory, Engines, model_spec
+from service.core.engines import BackendFactory, Engines
 from service.core.errors import DeviceUnavailable, InvalidArgument, ServiceError
 from service.core.pipeline import ImagePipeline
 from service.core.requests import (
@@ -95,6 +94,8 @@ class DataPlane:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        # The store's user models join the listing (and the models served) from the start.
+        await asyncio.to_thread(self.engines.specs.refresh)
         for name in self.config.startup_models:
             try:
                 await self.engines.engine(name)
@@ -191,8 +192,8 @@ class DataPlane:
     # --- the catalogue -------------------------------------------------------------------
 
     def spec(self, name: str) -> ModelSpec:
-        """`name`'s registry spec, or ModelNotFound."""
-        return model_spec(name)
+        """`name`'s spec (a registry model's or a user model's), or ModelNotFound."""
+        return self.engines.specs.spec(name)
 
     def model_status(self, name: str) -> ModelStatus:
         return self.catalogue.status(name)
@@ -214,7 +215,7 @@ class DataPlane:
     def metric_label(self, requested: str | None) -> str:
         """The label of a request for `requested` (None: the default model)."""
         label = requested or self.config.default_model
-        if (label in registry.all_specs() or label in self.config.ensembles
+        if (self.engines.specs.is_known(label) or label in self.config.ensembles
                 or label in (ENSEMBLE, SELECT)):
             return label
         return UNKNOWN

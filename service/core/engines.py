@@ -1,14 +1,15 @@
 """The loaded models: each an `Engine` (stored model + backend + batcher), loaded once.
 
 `Engines` loads the configured models at start-up and others on first use (unless lazy
-loading is off), each load off the event loop and bounded in time (`service.core.loading`):
-find the model in the repository it was given, refuse random-init weights when configured
-to, verify the stored files against the digests recorded at import, build the backend with
-its instance layout (configured, or chosen by measurement: `service.core.layout`), warm it up
-at batch size 1 and at the max batch, and give it a batcher. Under a memory budget it evicts
-the least recently used idle engine. The repository and the backend factory are constructor
-arguments: production passes BentoML's store and `backends.backend_for`, the unit tests a
-folder of files and a backend that computes nothing.
+loading is off), registry variants and user models alike (`service.core.specs`), each load
+off the event loop and bounded in time (`service.core.loading`): find the model in the
+repository it was given, refuse random-init weights when configured to, verify the stored
+files against the digests recorded at import, build the backend with its instance layout
+(configured, or chosen by measurement: `service.core.layout`), warm it up at batch size 1
+and at the max batch, and give it a batcher. Under a memory budget it evicts the least
+recently used idle engine. The repository and the backend factory are constructor arguments:
+production passes BentoML's store and `backends.backend_for`, the unit tests a folder of
+files and a backend that computes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from model_store import registry
-from model_store.registry import UnknownModel
 from model_store.repository import RANDOM_INIT, BrokenStoreEntry, ModelRepository, StoredModel
 from model_store.specs import ModelSpec
 from model_store.weights import sha256_of
@@ -35,6 +35,7 @@ from service.core.config import ServingConfig, usable_cores
 from service.core.errors import ModelNotFound, NotReady, ServiceError
 from service.core.layout import LayoutChoice, choose_layout
 from service.core.loading import LoadRunner
+from service.core.specs import ModelSpecs
 from service.core.stored import StoreIndex
 
 log = logging.getLogger("convzoo.core")
@@ -52,19 +53,11 @@ class Engine:
     memory_mb: float
     load_seconds: float
     layout: LayoutChoice
+    labels: tuple[str, ...]  # the class name of each output, in order
 
     @property
     def weights_status(self) -> str:
         return self.stored.weights_status
-
-
-def model_spec(name: str) -> ModelSpec:
-    """The registry's spec of `name`, or ModelNotFound naming the valid models."""
-    try:
-        return registry.get(name)
-    except UnknownModel as exc:
-        raise ModelNotFound(str(exc), model=name,
-                            valid_models=sorted(registry.all_specs())) from None
 
 
 class Engines:
@@ -76,6 +69,7 @@ class Engines:
         self.store_index = store_index
         self.make_backend = make_backend
         self.file_digest = file_digest
+        self.specs = ModelSpecs(repository)
         self.loaded: dict[str, Engine] = {}
         self.load_errors: dict[str, str] = {}
         # Set once start-up has loaded the configured models: with lazy loading off, no
@@ -96,7 +90,7 @@ class Engines:
         """The loaded engine for `name`, loading it (once, however many ask) if needed."""
         if name in self.loaded:
             return self.loaded[name]
-        spec = model_spec(name)
+        spec = self.specs.spec(name)
         if name not in self.config.startup_models and not self.config.lazy_load and self.started:
             raise NotReady(f"model {name} is not loaded and lazy loading is off")
         task = self._loading.get(name)
@@ -140,6 +134,7 @@ class Engines:
             memory_mb=stored.onnx_path.stat().st_size / 2**20 * 2 + 32,
             load_seconds=time.perf_counter() - started,
             layout=layout,
+            labels=self.specs.label_names(spec.name),
         )
         await self._evict_for(engine.memory_mb)
         self.loaded[spec.name] = engine
@@ -154,7 +149,8 @@ class Engines:
 
     def _load_blocking(self, spec: ModelSpec) -> tuple[StoredModel, Backend, LayoutChoice]:
         try:
-            stored = self.repository.find(spec.name)
+            stored = (self.repository.find(spec.name) if spec.name in registry.all_specs()
+                      else self.repository.find_user_model(spec.name))
         except BrokenStoreEntry as exc:  # the path stays in the log (the chained cause)
             log.error("model %s: broken store entry", spec.name, exc_info=exc)
             raise NotReady(f"{exc}; re-import it with `python -m model_store pull "

@@ -1,11 +1,12 @@
-"""Logits to probabilities and top-k, named from the model's label set
-(`model_store.labels`: data files, no torch); features to unit vectors."""
+"""Logits to probabilities and top-k, named by the model's class names; features to unit
+vectors."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from model_store.labels import label_names
 from service.core.results import Prediction
 
 
@@ -15,9 +16,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def top_k(probabilities: np.ndarray, k: int, label_set: str) -> tuple[Prediction, ...]:
-    """One image's k best classes, best first."""
-    names = label_names(label_set)
+def top_k(probabilities: np.ndarray, k: int, names: Sequence[str]) -> tuple[Prediction, ...]:
+    """One image's k best classes, best first, named from `names` (one per output)."""
     k = min(k, len(probabilities))
     best = np.argpartition(-probabilities, k - 1)[:k]
     best = best[np.argsort(-probabilities[best], kind="stable")]

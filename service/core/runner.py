@@ -103,7 +103,7 @@ class ModelRunner:
                 timing: dict[str, float], started: float) -> list[Classification]:
         """One classification per row of `probabilities`, the postprocessing timed."""
         t0 = time.perf_counter()
-        predictions = [top_k(p, k, engine.spec.labels) for p in probabilities]
+        predictions = [top_k(p, k, engine.labels) for p in probabilities]
         post_s = time.perf_counter() - t0
         metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
         timing["postprocess"] = ms(post_s)

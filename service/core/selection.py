@@ -37,7 +37,7 @@ from model_store.repository import MISSING, PRETRAINED, RANDOM_INIT
 from model_store.specs import ModelSpec
 from service.core import metrics
 from service.core.composites import each_image
-from service.core.engines import Engine, Engines, model_spec
+from service.core.engines import Engine, Engines
 from service.core.errors import InvalidArgument, NoVariantFits, ServiceError
 from service.core.latency import (
     OBSERVATION_HALF_LIFE_S,
@@ -436,7 +436,7 @@ class FamilySelection:
         """Load and profile, before /readyz turns ready, every variant with real weights in
         the families of the start-up models that /select can rank (a published top-1), so
         that no request waits for a profile there (issue 18: the first /select took 4.7 s)."""
-        families = dict.fromkeys(model_spec(name).family for name in startup_models
+        families = dict.fromkeys(registry.get(name).family for name in startup_models
                                  if name in registry.all_specs())
         for family in families:
             if not any(spec.published for spec in registry.family(family)):

@@ -222,3 +222,47 @@ async def test_the_catalogue_describes_and_indexes_the_models(plane):
     assert signature.name == "efficientnet_lite0" and signature.platform == "fake"
     info = plane.model_status("lenet5").to_dict()
     assert info["loaded"] and info["backend"] == "fake" and info["weights"] == "pretrained"
+
+
+async def test_user_models_are_listed_served_with_their_classes_and_found_after_start(
+        tmp_path, backends):
+    repository = FolderRepository(tmp_path / "store")
+    repository.add("efficientnet_lite0")
+    repository.add_user_model("pets", "efficientnet_lite0", ("cat", "dog", "fish"))
+    config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
+                         startup_models=("efficientnet_lite0",),
+                         batching={"max_batch_size": 4, "instances": 1, "max_delay_ms": 0})
+    plane = DataPlane(config, repository, backends)
+    await plane.start()
+    try:
+        listed = {status.name: status.to_dict() for status in plane.models()}
+        assert listed["pets"]["weights"] == "fine-tuned"
+        assert listed["pets"]["classes"] == ["cat", "dog", "fish"]
+        assert listed["pets"]["family"] == "efficientnet_lite"
+        assert listed["pets"]["input"]["size"] == 224 and not listed["pets"]["loaded"]
+        assert listed["efficientnet_lite0"]["classes"] is None
+        index = {entry.name: entry for entry in plane.repository_index()}
+        assert index["pets"].reason == "not loaded; loads on first request"
+        (result,) = await plane.classify(ClassifyRequest(images=(CAT,), model="pets", top_k=3))
+        assert result.weights == "fine-tuned"
+        assert sorted(p.label for p in result.predictions) == ["cat", "dog", "fish"]
+        assert plane.metric_label("pets") == "pets"
+        assert plane.signature("pets").weights == "fine-tuned"
+        # Stored after the start: unknown to the table, found in the store on first request.
+        assert plane.metric_label("birds") == "unknown"
+        repository.add_user_model("birds", "efficientnet_lite0", ("owl", "tit"))
+        (result,) = await plane.classify(ClassifyRequest(images=(CAT,), model="birds"))
+        assert {p.label for p in result.predictions} == {"owl", "tit"}
+        assert "birds" in [status.name for status in plane.models()]
+        # Ensembles of user models need the same classes, as registry members need one label
+        # set.
+        repository.add_user_model("pets2", "efficientnet_lite0", ("cat", "dog", "fish"))
+        (combined,) = await plane.ensemble(EnsembleRequest(images=(CAT,),
+                                                            models=("pets", "pets2")))
+        assert {p.label for p in combined.predictions} <= {"cat", "dog", "fish"}
+        with pytest.raises(InvalidArgument):
+            await plane.ensemble(EnsembleRequest(images=(CAT,), models=("pets", "birds")))
+        with pytest.raises(ModelNotFound):
+            await plane.classify(ClassifyRequest(images=(CAT,), model="nobody"))
+    finally:
+        await plane.close()

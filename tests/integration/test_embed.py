@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import struct
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from contract._proto import grpc_predict_v2_pb2 as pb
 from contract._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_store import registry, repository
 from model_store.transforms import preprocess
+from tests.fixtures.store_copy import copy_models
 from tests.integration.conftest import DEFAULT_TEST_CONFIG, LiveServer, start_server, stop_server
 from tests.integration.test_grpc_rest_batching import scrape, value
 from tools import photos
@@ -51,13 +51,7 @@ def store_without_features(tmp_path_factory) -> Path:
     """A BentoML home whose store has Lite0 as it is, and Lite1 as stored before the features
     output existed: its record without `outputs`/`features_dim`."""
     home = tmp_path_factory.mktemp("embed-store") / "bentoml"
-    for name in (MODEL, OLD):
-        stored = repository.find(name)
-        assert stored is not None, f"{name} is not in the store: run `make models`"
-        target = home / "models" / name / stored.tag.split(":")[1]
-        shutil.copytree(stored.path, target)
-        (home / "models" / name / "latest").write_text(stored.tag.split(":")[1])
-    record_path = home / "models" / OLD / repository.find(OLD).tag.split(":")[1] / "convzoo.json"
+    record_path = copy_models(home, MODEL, OLD)[OLD] / "convzoo.json"
     record = json.loads(record_path.read_text())
     record.pop("outputs", None)
     record.pop("features_dim", None)

@@ -23,7 +23,7 @@ function figure(value, digits = 1) {
 }
 
 function hasWeights(model) {
-  return model.weights === "pretrained" || model.weights === "random-init";
+  return ["pretrained", "random-init", "fine-tuned"].includes(model.weights);
 }
 
 function families() {
@@ -48,7 +48,7 @@ async function loadModels() {
   const current = model.value || state.defaultModel;
   model.replaceChildren(...state.models.map((m) => element(
     "option", { value: m.name, selected: m.name === current, disabled: !hasWeights(m) },
-    hasWeights(m) ? `${m.name}${m.weights === "random-init" ? " (random-init)" : ""}`
+    hasWeights(m) ? `${m.name}${m.weights === "pretrained" ? "" : ` (${m.weights})`}`
                   : `${m.name} (no weights)`)));
 
   const members = $("#members");
@@ -93,6 +93,9 @@ function modelState(model) {
 
 function howToGet(model) {
   if (model.weights === "pretrained") return "";
+  if (model.weights === "fine-tuned") {  // a user model (docs/transfer_learning.md)
+    return element("small", {}, `from ${model.backbone}: ${model.classes.join(", ")}`);
+  }
   return element("div", { className: "how" },
     model.weights === "random-init" ? element("small", {}, "random weights, for profiling") : null,
     element("code", {}, `python -m model_store pull ${model.name}`),

@@ -28,11 +28,13 @@ def test_pytorch_backend_matches_onnxruntime_with_real_weights(name):
     image = Image.fromarray(data.chelsea()) if spec.input.channels == 3 else Image.fromarray(
         data.camera())
     batch = np.stack([preprocess(image, spec.input)] * 3)
-    onnx = OnnxRuntimeBackend(stored, device="cpu").run(batch)
-    torch_logits = TorchBackend(stored, device="cpu").run(batch)
-    assert onnx.shape == torch_logits.shape == (3, spec.num_classes)
-    np.testing.assert_allclose(torch_logits, onnx, rtol=1e-3, atol=1e-3)
-    assert (onnx.argmax(1) == torch_logits.argmax(1)).all()
+    onnx = OnnxRuntimeBackend(stored, device="cpu").run_outputs(batch)
+    torch_outputs = TorchBackend(stored, device="cpu").run_outputs(batch)
+    assert onnx.logits.shape == torch_outputs.logits.shape == (3, spec.num_classes)
+    np.testing.assert_allclose(torch_outputs.logits, onnx.logits, rtol=1e-3, atol=1e-3)
+    assert (onnx.logits.argmax(1) == torch_outputs.logits.argmax(1)).all()
+    assert onnx.features.shape == (3, stored.record["features_dim"])
+    np.testing.assert_allclose(torch_outputs.features, onnx.features, rtol=1e-3, atol=1e-3)
 
 
 def test_unknown_backend_is_refused():
@@ -75,7 +77,12 @@ def test_io_binding_gives_exactly_what_session_run_gives(name):
     for size in (1, 3, 5, 3, 1):  # sizes come back: their bound buffers are reused
         batch = _photo_batch(name, size)
         logits = bound.run(batch)
-        np.testing.assert_array_equal(logits, plain.session.run(None, {"input": batch})[0])
+        expected_logits, expected_features = plain.session.run(None, {"input": batch})
+        np.testing.assert_array_equal(logits, expected_logits)
+        # Both outputs of one run, bound or not (what classify and embed share).
+        for outputs in (bound.run_outputs(batch), plain.run_outputs(batch)):
+            np.testing.assert_array_equal(outputs.logits, expected_logits)
+            np.testing.assert_array_equal(outputs.features, expected_features)
         earlier.setdefault(size, (logits, logits.copy()))
     # A later batch of the same size must not overwrite results already handed out.
     for kept, copy in earlier.values():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import struct
 from pathlib import Path
@@ -98,9 +99,7 @@ def direct() -> np.ndarray:
     return session.run(["features"], {"input": batch})[0]
 
 
-def _png_file(name: str):
-    import io
-
+def _png_file(name: str) -> io.BytesIO:
     return io.BytesIO(png(name))
 
 
@@ -268,3 +267,27 @@ async def test_classify_and_embed_requests_share_batches(embed_server, http):
     shared = max(classify_sizes + embed_sizes)
     assert shared > CONCURRENT
     assert shared in classify_sizes and shared in embed_sizes
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_the_cli_embeds_files(embed_server, direct, tmp_path, transport):
+    from clients.cli import main
+
+    files = []
+    for name in PHOTOS:
+        files.append(tmp_path / f"{name}.png")
+        files[-1].write_bytes(png(name))
+    target = (["--url", embed_server.http_url] if transport == "rest"
+              else ["--grpc", "--url", embed_server.grpc_target])
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["embed", *map(str, files), "--model", MODEL, "--json", *target],
+                out=out, err=err) == 0, err.getvalue()
+    body = json.loads(out.getvalue())
+    assert body["images"] == [str(f) for f in files] and body["dim"] == DIM
+    np.testing.assert_allclose(body["embeddings"], unit(direct), rtol=1e-4, atol=1e-5)
+    out = io.StringIO()
+    assert main(["embed", str(files[0]), "--model", MODEL, "--no-normalize", *target],
+                out=out, err=err) == 0
+    table = out.getvalue()
+    assert f"{MODEL} (pretrained): 1 image(s), dim {DIM}, not normalised" in table
+    assert f"{files[0]}: norm {np.linalg.norm(direct[0]):.4f}" in table

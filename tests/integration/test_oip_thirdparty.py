@@ -43,7 +43,7 @@ def test_tritonclient_grpc_health_and_metadata(grpc_client):
     assert metadata.platform == "onnxruntime" and list(metadata.versions) == ["1"]
     assert [(i.name, i.datatype) for i in metadata.inputs] == [("IMAGE", "BYTES"),
                                                                 ("PIXELS", "FP32")]
-    assert [o.name for o in metadata.outputs] == ["SCORES", "INDICES", "LABELS"]
+    assert [o.name for o in metadata.outputs] == ["SCORES", "INDICES", "LABELS", "features"]
 
 
 def test_tritonclient_grpc_infer_image(grpc_client, cat_jpeg, coffee_jpeg):

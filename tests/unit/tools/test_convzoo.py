@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tools import convzoo
 
 
@@ -25,6 +27,16 @@ def test_classify_is_the_client_cli(capsys, tmp_path):
     status = convzoo.main(["classify", str(image), "--url", "http://127.0.0.1:9", "--json",
                            "--timeout", "2"])
     assert status in (1, 2) and "error:" in capsys.readouterr().err
+
+
+def test_embed_is_the_client_clis_embed(capsys, tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"\x89PNG")
+    status = convzoo.main(["embed", str(image), "--url", "http://127.0.0.1:9", "--timeout", "2"])
+    assert status in (1, 2) and "error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's help: the embed subcommand's own options
+        convzoo.main(["embed", "--help"])
+    assert "--no-normalize" in capsys.readouterr().out
 
 
 def test_serve_command_is_make_serves():

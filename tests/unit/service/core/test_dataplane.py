@@ -247,6 +247,9 @@ async def test_user_models_are_listed_served_with_their_classes_and_found_after_
         assert result.weights == "fine-tuned"
         assert sorted(p.label for p in result.predictions) == ["cat", "dog", "fish"]
         assert plane.metric_label("pets") == "pets"
+        (cropped,) = await plane.multicrop(MulticropRequest(images=(CAT,), model="pets",
+                                                            crops=5))
+        assert {p.label for p in cropped.predictions} <= {"cat", "dog", "fish"}
         assert plane.signature("pets").weights == "fine-tuned"
         # Stored after the start: unknown to the table, found in the store on first request.
         assert plane.metric_label("birds") == "unknown"

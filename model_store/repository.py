@@ -88,7 +88,8 @@ class ModelRepository(Protocol):
         """Every registry model in the store, each read on its own."""
 
     def user_models(self) -> dict[str, StoredModel]:
-        """Every readable user model in the store (its newest version), by name."""
+        """Every readable user model in the store (its newest version), by name; or
+        BrokenStoreEntry when the store cannot be listed at all."""
 
     def find_user_model(self, name: str) -> StoredModel | None:
         """The newest version of user model `name`; None when the store has no user model of
@@ -169,8 +170,13 @@ class BentoModelRepository:
     def user_models(self) -> dict[str, StoredModel]:
         import bentoml
 
+        try:
+            listed = bentoml.models.list()
+        except Exception as exc:  # one damaged model.yaml fails BentoML's whole listing
+            raise BrokenStoreEntry("the store's user models cannot be listed: "
+                                   f"{describe_store_error(exc, 'model.yaml')}") from exc
         newest: dict[str, Any] = {}
-        for model in bentoml.models.list():
+        for model in listed:
             if model.info.labels.get("weights") != FINE_TUNED:
                 continue
             name = model.tag.name

@@ -23,7 +23,7 @@ from model_store import registry
 from model_store.finetune.user_models import spec_from_record
 from model_store.labels import label_names
 from model_store.registry import UnknownModel
-from model_store.repository import ModelRepository, StoredModel
+from model_store.repository import BrokenStoreEntry, ModelRepository, StoredModel
 from model_store.specs import ModelSpec
 from service.core.errors import ModelNotFound
 
@@ -53,8 +53,13 @@ class ModelSpecs:
 
     def refresh(self) -> None:
         """The store's user models into the table (start-up; a listing of the store)."""
+        try:
+            stored_models = self.repository.user_models()
+        except BrokenStoreEntry as exc:  # then each is still found on its first request
+            log.error("user models not listed: %s", exc)
+            return
         found = {}
-        for name, stored in self.repository.user_models().items():
+        for name, stored in stored_models.items():
             if name in registry.all_specs():
                 continue  # never shadows a registry entry (finetune refuses such names)
             try:

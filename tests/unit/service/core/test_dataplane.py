@@ -269,3 +269,28 @@ async def test_user_models_are_listed_served_with_their_classes_and_found_after_
             await plane.classify(ClassifyRequest(images=(CAT,), model="nobody"))
     finally:
         await plane.close()
+
+
+async def test_a_store_that_cannot_be_listed_does_not_stop_the_start(tmp_path, backends):
+    """BentoML's listing fails on one damaged model.yaml: the service still starts, and
+    user models are still found one by one on their first request."""
+    from model_store.repository import BrokenStoreEntry
+
+    class Unlistable(FolderRepository):
+        def user_models(self):
+            raise BrokenStoreEntry("the store's user models cannot be listed: model.yaml ...")
+
+    repository = Unlistable(tmp_path / "store")
+    repository.add("efficientnet_lite0")
+    repository.add_user_model("pets", "efficientnet_lite0", ("cat", "dog"))
+    config = load_config(tmp_path / "none.yaml", default_model="efficientnet_lite0",
+                         startup_models=("efficientnet_lite0",),
+                         batching={"max_batch_size": 4, "instances": 1, "max_delay_ms": 0})
+    plane = DataPlane(config, repository, backends)
+    await plane.start()
+    try:
+        assert plane.ready and "pets" not in [s.name for s in plane.models()]
+        (result,) = await plane.classify(ClassifyRequest(images=(CAT,), model="pets"))
+        assert {p.label for p in result.predictions} == {"cat", "dog"}
+    finally:
+        await plane.close()

@@ -1,0 +1,92 @@
+"""Docs as tests (issue 18): every command block of README.md, docs/*.md and
+loadtest/README.md runs against a real server, one item a block (`test_block[README.md:24]`).
+
+The collector (tests/docs/blocks.py) classifies the blocks; tests/docs/runner.py runs them
+with one fixed, documented substitution (the documented ports 3000/3001 become the test
+server's, `make` does not redo the set-up) in a scratch copy of the checkout with a copy of
+the model store. A block marked `# needs: <reason>` on its first line is skipped with the
+reason (`pytest -rs` lists them); json and yaml blocks are parsed; an untagged block fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.docs.blocks import Block, DocBlockError, doc_blocks
+from tests.docs.runner import Ports, check_block, make_scratch_checkout
+from tests.integration.conftest import ROOT, LiveServer
+
+pytestmark = [pytest.mark.integration]
+
+BLOCKS = doc_blocks(ROOT)
+COMMANDS = [b for b in BLOCKS if b.is_command]
+DATA = [b for b in BLOCKS if b.tag in ("json", "yaml")]
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """The checkout copy the blocks run in (tests/docs/runner.py), with the store the
+    server serves copied."""
+    folder = tmp_path_factory.mktemp("docs-checkout")
+    return make_scratch_checkout(ROOT, folder, Path(os.environ["BENTOML_HOME"]))
+
+
+@pytest.fixture(scope="module")
+def ports(server: LiveServer) -> Ports:
+    return Ports(rest=int(server.http_url.rpartition(":")[2]),
+                 grpc=int(server.grpc_target.rpartition(":")[2]))
+
+
+def test_every_block_is_tagged_and_marked_well():
+    """An untagged block, an unknown tag or a `# needs:` without reason fails here, all named."""
+    problems = []
+    for block in BLOCKS:
+        try:
+            block.check()
+        except DocBlockError as error:
+            problems.append(str(error))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("block", COMMANDS, ids=lambda b: b.name)
+def test_block(block: Block, ports: Ports, scratch):
+    check_block(block, ports, scratch)
+
+
+@pytest.mark.parametrize("block", DATA, ids=lambda b: b.name)
+def test_data_block_parses(block: Block):
+    if block.tag == "json":
+        json.loads(block.text)
+    else:
+        yaml.safe_load(block.text)
+
+
+CLI_SAMPLE = re.compile(
+    r"^(?P<command>\S*python -m clients classify cat\.jpg .*--top-k (?P<k>\d+).*)$",
+    re.M)
+RANK_ROW = re.compile(r"^\s+\d+\s+\d+\s+\S.*\s\d\.\d{4}$")
+
+
+def test_cli_sample_output_has_the_shape_the_command_gives(ports: Ports, scratch):
+    """docs/sdk.md's CLI sample: as many rows as its command's --top-k, and so does the CLI
+    when that command runs (the figures themselves are not compared)."""
+    sdk = [b for b in BLOCKS if b.path == "docs/sdk.md"]
+    command_block = next(b for b in sdk if b.is_command and CLI_SAMPLE.search(b.text))
+    sample = next(b for b in sdk if b.tag == "output" and b.line > command_block.line)
+    match = CLI_SAMPLE.search(command_block.text)
+    top_k = int(match.group("k"))
+    documented = sample.text.splitlines()
+    assert len([line for line in documented if RANK_ROW.match(line)]) == top_k, sample.name
+
+    outcome = check_block(Block(command_block.path, command_block.line, "sh",
+                                match.group("command") + "\n"), ports, scratch)
+    printed = outcome.output.splitlines()
+    assert printed[0] == documented[0]                    # cat.jpg: efficientnet_lite0 (...)
+    assert printed[1].split() == documented[1].split()    # rank index label score
+    assert len([line for line in printed if RANK_ROW.match(line)]) == top_k, outcome.output

@@ -13,8 +13,10 @@ copy of the checkout's tracked files, with `.venv` linked to the running virtual
 (so `.venv/bin/...` works), `.bentoml` a copy of the test model store (BENTOML_HOME points at
 it: a block that pulls, prunes or re-imports never touches the user's store), the photos the
 docs name (cat.jpg, coffee.jpg: scikit-image's chelsea and coffee), PATH starting with the
-virtual environment's bin/ (so `python`, `pytest`, `convzoo`, `bentoml` are its own) and
-PYTHONPATH the scratch checkout.
+virtual environment's bin/ (so `python`, `pytest`, `convzoo`, `bentoml` are its own),
+PYTHONPATH the scratch checkout, and CURL_HOME tests/docs/curl, whose .curlrc says
+`fail-with-body`: an HTTP error answer fails a `curl` command (curl exits 0 on a 404 or 500
+otherwise), with the answer shown.
 
 sh/bash blocks run as one bash script under `set -euo pipefail`: a failing command fails the
 block, and the error names the doc line. python blocks run as a script.
@@ -39,6 +41,7 @@ DOCUMENTED_REST_PORT = 3000
 DOCUMENTED_GRPC_PORT = 3001
 BLOCK_TIMEOUT_S = 300
 MAKE_STAMP = ".venv/.installed-stamp"   # Makefile's STAMP, relative to the checkout
+CURL_HOME = Path(__file__).resolve().parent / "curl"
 
 MAKE_AT_COMMAND_START = re.compile(r"^(?P<lead>\s*(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)make\b",
                                    re.M)
@@ -90,6 +93,7 @@ def block_environment(scratch: Path) -> dict[str, str]:
            "BENTOML_DO_NOT_TRACK": "true",
            "PYTHONPATH": str(scratch),
            "PYTHONUNBUFFERED": "1",
+           "CURL_HOME": str(CURL_HOME),
            "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("CONVZOO_CONFIG", None)  # the docs' commands mean the checkout's configuration
     return env
@@ -134,7 +138,7 @@ def check_block(block: Block, ports: Ports, scratch: Path) -> Outcome:
     its reason, runs the others and fails naming the block, its command and its output."""
     block.check()
     if block.needs is not None:
-        pytest.skip(f"needs: {block.needs}")
+        pytest.skip(f"{block.name} needs: {block.needs}")
     outcome = run_block(block, ports, scratch)
     if outcome.returncode != 0:
         pytest.fail(f"{block.name} exited {outcome.returncode}; ran (after the substitution):\n"

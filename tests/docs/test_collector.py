@@ -4,6 +4,9 @@ with its reason, and the port substitution is the documented one and no more."""
 
 from __future__ import annotations
 
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,26 @@ def test_a_passing_sh_block_runs_in_the_scratch_folder(tmp_path):
     assert outcome.output == "here\n"
 
 
+@pytest.fixture
+def http_404_server(tmp_path):
+    """A loopback HTTP server of an empty folder: 404 to every file."""
+    (tmp_path / "empty").mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "empty"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_curl_fails_the_block_on_an_http_error(tmp_path, http_404_server):
+    block = Block("README.md", 24, "sh",
+                  f"curl -s localhost:{http_404_server}/no-such-file-here\n")
+    with pytest.raises(pytest.fail.Exception, match="exit 22"):
+        check_block(block, PORTS, tmp_path)
+
+
 def test_a_python_block_runs_as_a_script_and_fails_on_an_exception(tmp_path):
     passing = Block("docs/sdk.md", 3, "python", "import sys\nprint(sys.argv[0].endswith('.py'))\n")
     assert check_block(passing, PORTS, tmp_path).output == "True\n"
@@ -85,7 +108,7 @@ def test_a_needs_marker_below_the_first_line_fails(tmp_path):
 
 def test_a_needs_gpu_block_is_skipped_with_its_reason(tmp_path):
     [block] = write_docs(tmp_path, "```sh\n# needs: GPU\nnvidia-smi\nexit 1\n```\n")
-    with pytest.raises(pytest.skip.Exception, match="needs: GPU"):
+    with pytest.raises(pytest.skip.Exception, match="^docs/page.md:1 needs: GPU$"):
         check_block(block, PORTS, tmp_path)
 
 

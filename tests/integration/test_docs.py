@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -84,3 +85,47 @@ def test_cli_sample_output_has_the_shape_the_command_gives(ports: Ports, scratch
     assert printed[0] == documented[0]                    # cat.jpg: efficientnet_lite0 (...)
     assert printed[1].split() == documented[1].split()    # rank index label score
     assert len([line for line in printed if RANK_ROW.match(line)]) == top_k, outcome.output
+
+
+def keys_missing(documented, actual, where: str = "") -> list[str]:
+    """The keys a documented JSON excerpt shows that the actual answer lacks (recursively;
+    `"..."` stands for keys the excerpt leaves out; lists compare their first element)."""
+    if isinstance(documented, dict):
+        if not isinstance(actual, dict):
+            return [f"{where or '.'}: documented an object, got {type(actual).__name__}"]
+        return [missing for key, value in documented.items() if key != "..."
+                for missing in ([f"{where}.{key}"] if key not in actual
+                                else keys_missing(value, actual[key], f"{where}.{key}"))]
+    if isinstance(documented, list) and documented and isinstance(documented[0], dict):
+        if not actual:
+            return [f"{where}: documented a list of objects, got {actual!r}"]
+        return keys_missing(documented[0], actual[0], f"{where}[0]")
+    return []
+
+
+def json_after(command_block: Block) -> Block:
+    """The json block that shows what `command_block` answers: the next block of its page."""
+    page = [b for b in BLOCKS if b.path == command_block.path]
+    following = page[page.index(command_block) + 1]
+    assert following.tag == "json", f"{command_block.name}: the next block is not its json"
+    return following
+
+
+def test_select_answer_has_the_documented_shape(ports: Ports, scratch):
+    """docs/selection.md's /select command answers with every key of the documented answer
+    (values differ by machine and are not compared), and with its top_k predictions."""
+    command = next(b for b in BLOCKS if b.path == "docs/selection.md" and b.is_command
+                   and "/select" in b.text and b.needs is None)
+    documented = json.loads(json_after(command).text)
+    answer = json.loads(check_block(command, ports, scratch).output)
+    assert keys_missing(documented, answer) == []
+    top_k = int(re.search(r"top_k=(\d+)", command.text).group(1))
+    assert len(answer["predictions"]) == top_k == len(documented["predictions"])
+
+
+def test_model_description_has_the_documented_execution_keys(server: LiveServer):
+    """docs/gpu.md's excerpt of GET /models/{name}: every key it shows is in the answer."""
+    excerpt = next(b for b in BLOCKS if b.path == "docs/gpu.md" and b.tag == "json")
+    answer = httpx.get(f"{server.http_url}/models/efficientnet_lite0", timeout=60)
+    answer.raise_for_status()
+    assert keys_missing(json.loads(excerpt.text), answer.json()) == []

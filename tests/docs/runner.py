@@ -18,6 +18,9 @@ PYTHONPATH the scratch checkout, and CURL_HOME tests/docs/curl, whose .curlrc sa
 `fail-with-body`: an HTTP error answer fails a `curl` command (curl exits 0 on a 404 or 500
 otherwise), with the answer shown.
 
+A block that starts a server runs in a network namespace of its own, on the documented ports
+and without the substitution (tests/docs/servers.py).
+
 sh/bash blocks run as one bash script under `set -euo pipefail`: a failing command fails the
 block, and the error names the doc line. python blocks run as a script.
 """
@@ -30,11 +33,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.docs import servers
 from tests.docs.blocks import Block
 
 DOCUMENTED_REST_PORT = 3000
@@ -53,11 +58,12 @@ class Ports:
     grpc: int
 
 
-def rewrite(text: str, ports: Ports) -> str:
+def rewrite(text: str, ports: Ports | None) -> str:
     """The block's text with the documented ports replaced by the test server's (the rule
-    above); nothing else changes."""
-    for documented, actual in ((DOCUMENTED_REST_PORT, ports.rest),
-                               (DOCUMENTED_GRPC_PORT, ports.grpc)):
+    above; not for a block that starts its own server, `ports` None); nothing else changes."""
+    pairs = () if ports is None else ((DOCUMENTED_REST_PORT, ports.rest),
+                                      (DOCUMENTED_GRPC_PORT, ports.grpc))
+    for documented, actual in pairs:
         text = re.sub(rf"\b(?:localhost|127\.0\.0\.1):{documented}\b", f"127.0.0.1:{actual}",
                       text)
     return MAKE_AT_COMMAND_START.sub(rf"\g<lead>make -o {MAKE_STAMP}", text)
@@ -103,34 +109,57 @@ def block_environment(scratch: Path) -> dict[str, str]:
 class Outcome:
     returncode: int
     output: str   # stdout and stderr, interleaved
+    script: str   # what ran: the block after the substitution
 
 
 def run_block(block: Block, ports: Ports, scratch: Path,
               timeout_s: float = BLOCK_TIMEOUT_S) -> Outcome:
     """Run a command block (rewritten) in `scratch`; its output and exit status."""
     script = rewrite(block.text, ports)
+    namespace: list[str] = []
     if block.tag == "python":
         path = scratch / f"block_{Path(block.path).stem}_{block.line}.py"
         path.write_text(script)
         command = [sys.executable, str(path)]
     else:
+        prelude = "set -euo pipefail\n"
+        if servers.starts_server(block.text):
+            namespace = ["unshare", "-n"]
+            script = servers.in_background(rewrite(block.text, None))
+            prelude += "ip link set lo up\n" + servers.WAIT_READY
         # The trap names the failing line as the doc numbers it (the fence is line 0).
-        prelude = ("set -euo pipefail\n"
-                   f"trap 'echo \"{block.path}:$(( {block.line} + LINENO - 2 )): exit $?: "
-                   "$BASH_COMMAND\" >&2' ERR\n")
-        command = ["bash", "-c", prelude + script]
+        offset = prelude.count("\n") + 1
+        prelude += (f"trap 'echo \"{block.path}:$(( {block.line} + LINENO - {offset} )): "
+                    "exit $?: $BASH_COMMAND\" >&2' ERR\n")
+        command = [*namespace, "bash", "-c", prelude + script]
     with subprocess.Popen(command, cwd=scratch, env=block_environment(scratch),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True) as process:
         try:
             output, _ = process.communicate(timeout=timeout_s)
+            returncode = process.returncode
         except subprocess.TimeoutExpired:
-            # The whole group: a block's commands outlive a killed bash otherwise.
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            return Outcome(-signal.SIGKILL, output.decode(errors="replace")
-                           + f"\n[killed after {timeout_s:.0f} s]")
-    return Outcome(process.returncode, output.decode(errors="replace"))
+            output = process.communicate()[0] + b"\n[killed after %d s]\n" % timeout_s
+            returncode = -signal.SIGKILL
+        # The whole group: a server the block started, or commands that outlive bash.
+        stop_group(process.pid)
+    return Outcome(returncode, output.decode(errors="replace"), script)
+
+
+def stop_group(leader: int, grace_s: float = 20) -> None:
+    try:
+        os.killpg(leader, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(leader, signal.SIGKILL)
 
 
 def check_block(block: Block, ports: Ports, scratch: Path) -> Outcome:
@@ -139,9 +168,14 @@ def check_block(block: Block, ports: Ports, scratch: Path) -> Outcome:
     block.check()
     if block.needs is not None:
         pytest.skip(f"{block.name} needs: {block.needs}")
+    if block.tag != "python" and servers.starts_server(block.text):
+        problem = servers.namespace_problem()
+        if problem is not None:
+            pytest.skip(f"{block.name} starts a server on the documented ports, which needs a "
+                        f"network namespace of its own: `unshare -n` failed here ({problem})")
     outcome = run_block(block, ports, scratch)
     if outcome.returncode != 0:
         pytest.fail(f"{block.name} exited {outcome.returncode}; ran (after the substitution):\n"
-                    f"{rewrite(block.text, ports)}\noutput:\n{outcome.output[-6000:]}",
+                    f"{outcome.script}\noutput:\n{outcome.output[-6000:]}",
                     pytrace=False)
     return outcome

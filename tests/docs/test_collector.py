@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import servers
 from tests.docs.blocks import Block, DocBlockError, blocks_in, doc_blocks
 from tests.docs.runner import Ports, check_block, rewrite
 
@@ -152,3 +153,31 @@ def test_the_substitution_changes_the_documented_ports_and_make_only():
         "CONVZOO_SLO_P95_MS=250 make -o .venv/.installed-stamp loadtest\n"
         "make -o .venv/.installed-stamp models   # make's own words stay: remake\n"
         "echo localhost:30001 port 3000 cmake x\n")
+
+
+def test_a_server_command_goes_to_the_background_and_is_waited_for_on_its_own_line():
+    text = ("(cat a; printf 'b') > tls.yaml\n"
+            "CONVZOO_CONFIG=tls.yaml .venv/bin/bentoml serve service.service:ConvZoo \\\n"
+            "    --port 3000 --ssl-certfile cert.pem --ssl-keyfile key.pem\n"
+            "curl --cacert cert.pem https://localhost:3000/readyz\n")
+    assert servers.starts_server(text)
+    lines = servers.in_background(text).splitlines()
+    assert lines[:2] == text.splitlines()[:2]
+    assert lines[2] == ("    --port 3000 --ssl-certfile cert.pem --ssl-keyfile key.pem"
+                        " > server.log 2>&1 & docs_wait_ready https://127.0.0.1:3000/readyz")
+    assert lines[3] == text.splitlines()[3]
+
+
+def test_make_serve_loses_its_comment_and_waits_on_the_documented_port():
+    text = "make -o .venv/.installed-stamp serve   # set-up, then REST :3000\n"
+    assert servers.in_background(text) == (
+        "make -o .venv/.installed-stamp serve > server.log 2>&1 & "
+        "docs_wait_ready http://127.0.0.1:3000/readyz\n")
+
+
+@pytest.mark.parametrize("text", ["make models\n", "make test\n", "# make serve later\n",
+                                  "make models   # then make serve\n",
+                                  "python -m tools.convzoo_serve_notes\n",
+                                  "echo observe\n"])
+def test_other_commands_start_no_server(text):
+    assert not servers.starts_server(text)

@@ -24,7 +24,7 @@ from tests.docs.blocks import Block, doc_blocks
 from tests.docs.runner import Ports, check_block, make_scratch_checkout
 from tests.integration.conftest import ROOT, LiveServer
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BLOCKS = doc_blocks(ROOT)
 COMMANDS = [b for b in BLOCKS if b.is_command]

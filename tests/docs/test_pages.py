@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.blocks import Block, DocBlockError, doc_blocks
-from tests.docs.references import missing_references
+from tests.docs.references import missing_references, unknown_options
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = doc_blocks(ROOT)
@@ -31,6 +31,21 @@ def test_every_block_is_tagged_and_marked_well():
 @pytest.mark.parametrize("block", COMMANDS, ids=lambda b: b.name)
 def test_block_names_what_exists(block: Block):
     assert missing_references(block, ROOT) == [], block.name
+
+
+@pytest.mark.parametrize("block", COMMANDS, ids=lambda b: b.name)
+def test_block_passes_only_options_its_modules_take(block: Block):
+    assert unknown_options(block) == [], block.name
+
+
+def test_a_misspelt_or_removed_option_is_reported():
+    block = Block("docs/page.md", 3, "sh",
+                  "# needs: a GPU\n"
+                  "python -m model_store pull --family resnet --famly x\n"
+                  "BENTOML_HOME=x .venv/bin/python -m tools.evaluate --photos --crops 10 \\\n"
+                  "    --crop-size 3   # --not-an-option in a comment\n")
+    assert unknown_options(block) == ["python -m model_store: no option --famly",
+                                      "python -m tools.evaluate: no option --crop-size"]
 
 
 def test_a_renamed_test_file_module_or_target_is_reported(tmp_path):

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import importlib.util
 import io
+import os
 import re
 import runpy
 import subprocess
@@ -108,6 +109,7 @@ def module_options(module: str) -> frozenset[str] | None:
     with (mock.patch.object(argparse.ArgumentParser, "__init__", record),
           mock.patch.object(argparse.ArgumentParser, "parse_known_args", stop),
           mock.patch.object(sys, "argv", [module]),
+          mock.patch.dict(os.environ),   # whatever a module sets before its parse is undone
           contextlib.redirect_stdout(io.StringIO()),
           contextlib.suppress(_Parsed, SystemExit)):
         runpy.run_module(module, run_name="__main__", alter_sys=False)

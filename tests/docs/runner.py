@@ -124,7 +124,7 @@ def run_block(block: Block, ports: Ports, scratch: Path,
     else:
         prelude = "set -euo pipefail\n"
         if servers.starts_server(block.text):
-            namespace = ["unshare", "-n"]
+            namespace = servers.namespace_command()
             script = servers.in_background(rewrite(block.text, None))
             prelude += "ip link set lo up\n" + servers.WAIT_READY
         # The trap names the failing line as the doc numbers it (the fence is line 0).

@@ -14,6 +14,7 @@ not ready within READY_TIMEOUT_S. The server is stopped when the block ends.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 
@@ -69,11 +70,17 @@ def in_background(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def namespace_command() -> list[str]:
+    """The command prefix that runs a block in a new network namespace: a user namespace
+    with it where not root (unprivileged user namespaces), as `unshare -n` needs CAP_SYS_ADMIN."""
+    return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+
+
 @functools.cache
 def namespace_problem() -> str | None:
     """Why this machine cannot give a block a network namespace, or None when it can."""
     try:
-        probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"],
+        probe = subprocess.run([*namespace_command(), "ip", "link", "set", "lo", "up"],
                                capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)

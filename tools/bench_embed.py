@@ -1,8 +1,9 @@
 """What embedding costs against classifying: served throughput of `/embed` and `/classify` on
 the same model, in one run (issue 16's goal: embed within 10 % of classify).
 
-Starts one real server (`bentoml serve`, the model alone, its batcher at `--batch` images
-and no added delay), then alternates rounds of classify and embed load, `--rounds` of each,
+Starts one real server (`bentoml serve`, the model alone, batching as the shipped
+`service/config.yaml` says, as `make serve` does; or, with `--batch N`, batches of up to N
+images with no added delay), then alternates rounds of classify and embed load, `--rounds` of each,
 each round `--clients` concurrent clients sending scikit-image's chelsea as a JPEG for
 `--seconds`, over REST (a raw image body) or with `--grpc` over OIP gRPC (ModelInfer; embed
 names the `features` output). The load generator is the benchmarks' own (`tools.load`).
@@ -10,7 +11,7 @@ This machine's speed drifts from minute to minute, so the rounds alternate and t
 of the medians: embed images/s over classify images/s.
 
     python -m tools.bench_embed [--model efficientnet_lite0] [--rounds 5] [--seconds 10]
-        [--clients 8] [--batch 8] [--grpc] [--json PATH]
+        [--clients 8] [--batch N] [--grpc] [--json PATH]
 """
 
 from __future__ import annotations
@@ -88,24 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each kind")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a round")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--batch", type=int, default=8, help="the batcher's max batch size")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batches of up to this many images, no added delay (default: the "
+                             "shipped configuration's batching)")
     parser.add_argument("--grpc", action="store_true", help="OIP gRPC instead of REST")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)
-    from tools.launch import start_server, stop_server
+    from tools.launch import shipped_batching, start_server, stop_server
 
+    batching = (shipped_batching() if args.batch is None else
+                {"batching": {"max_batch_size": args.batch, "max_delay_ms": 0,
+                              "max_queue": 4096, "instances": 1}})
     with tempfile.TemporaryDirectory(prefix="convzoo-bench-embed-") as workdir:
         server = start_server(Path(workdir), {
-            "default_model": args.model, "startup_models": [args.model],
-            "batching": {"max_batch_size": args.batch, "max_delay_ms": 0, "max_queue": 4096,
-                         "instances": 1}})
+            "default_model": args.model, "startup_models": [args.model], **batching})
         try:
             figures = report(run_rounds(server, args.model, args.rounds, args.seconds,
                                         args.clients, args.grpc))
         finally:
             stop_server(server)
     figures["settings"] = {"model": args.model, "rounds": args.rounds, "seconds": args.seconds,
-                           "clients": args.clients, "batch": args.batch,
+                           "clients": args.clients, "batch": args.batch or "shipped",
                            "protocol": "grpc" if args.grpc else "rest"}
     protocol = figures["settings"]["protocol"]
     print(f"{args.model} over {protocol}, chelsea JPEG, {args.clients} clients, {args.rounds} "

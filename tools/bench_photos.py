@@ -21,7 +21,8 @@ server process tree, sampled every 100 ms.
 
 `--server-root PATH` runs the service of another checkout (an older commit's git worktree)
 with this one's environment and store: the "before" figures of docs/benchmarks.md. The
-server gets only `default_model` and `startup_models`, so each runs its own defaults.
+server gets only `default_model`, `startup_models` and its checkout's shipped batching
+(service/config.yaml), so each runs its own defaults.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from model_store import registry
     from tools.bench import ensure_models
-    from tools.launch import start_server, stop_server
+    from tools.launch import shipped_batching, start_server, stop_server
 
     ensure_models([MODEL], args.home)
     os.environ["BENTOML_HOME"] = str(args.home)
@@ -184,7 +185,8 @@ def run(args: argparse.Namespace) -> dict:
         report["photos"][name]["decode_scaled_ms"] = decode_ms(data, resize)
     workdir = args.home / "server-photos"
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_server(workdir, {"default_model": MODEL, "startup_models": [MODEL]},
+    server = start_server(workdir, {"default_model": MODEL, "startup_models": [MODEL],
+                                    **shipped_batching(args.server_root)},
                           root=args.server_root)
     try:
         url = server.http_url + "/classify"

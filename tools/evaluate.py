@@ -35,7 +35,7 @@ from tools import photos as bundled
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # scikit-image's real photographs (not its synthetic or binary images).
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle", "camera", "coins",
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "camera", "coins",
           "moon", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass",
           "gravel", "page")
 TOP_K = 5

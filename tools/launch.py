@@ -132,6 +132,14 @@ def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
     raise RuntimeError(f"server not ready after {ready_timeout}s:\n{server.log_tail()}")
 
 
+def shipped_batching(root: Path = ROOT) -> dict:
+    """The batching sections of `root`'s shipped service/config.yaml: benchmarks serve one
+    model, but batch as `make serve` of that checkout does."""
+    path = root / "service" / "config.yaml"
+    raw = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return {key: raw[key] for key in ("batching", "per_model_batching") if key in raw}
+
+
 def home_sharing_store(home: Path) -> Path:
     """`home` made a BentoML home whose model store is the current BENTOML_HOME's."""
     home.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ files and a backend that computes nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -33,7 +34,12 @@ from service.core.backends import Backend, backend_for
 from service.core.batcher import Batcher
 from service.core.config import ServingConfig, usable_cores
 from service.core.errors import ModelNotFound, NotReady, ServiceError
-from service.core.layout import LayoutChoice, choose_layout
+from service.core.layout import (
+    BatchSizeChoice,
+    LayoutChoice,
+    choose_batch_size,
+    choose_layout,
+)
 from service.core.loading import LoadRunner
 from service.core.specs import ModelSpecs
 from service.core.stored import StoreIndex
@@ -42,6 +48,13 @@ log = logging.getLogger("convzoo.core")
 
 # (config, stored model, model name, intra-op threads or None) -> a backend
 BackendFactory = Callable[[ServingConfig, StoredModel, str, "int | None"], Backend]
+
+
+def noise_batch(spec: ModelSpec, size: int) -> np.ndarray:
+    """A batch shaped like normalised photos, to time a model on: the work does not depend on
+    the values, but zeros could meet shortcuts that real inputs never take."""
+    return np.random.default_rng(0).standard_normal(
+        (size, spec.input.channels, spec.input.size, spec.input.size), dtype=np.float32)
 
 
 @dataclass
@@ -128,7 +141,8 @@ class Engines:
         batching = self.config.batching_for(spec.name)
         engine = Engine(
             spec=spec, stored=stored, backend=backend,
-            batcher=Batcher(spec.name, backend.run_outputs, max_batch_size=batching.max_batch_size,
+            batcher=Batcher(spec.name, backend.run_outputs,
+                            max_batch_size=layout.preferred_batch_size,
                             max_delay_ms=batching.max_delay_ms, max_queue=batching.max_queue,
                             instances=layout.instances),
             memory_mb=stored.onnx_path.stat().st_size / 2**20 * 2 + 32,
@@ -142,9 +156,11 @@ class Engines:
         metrics.MODEL_LOAD_SECONDS.labels(spec.name).observe(engine.load_seconds)
         metrics.MODEL_READY.labels(spec.name).set(1)
         metrics.MODELS_LOADED.set(len(self.loaded))
-        log.info("loaded %s (%s, %s) in %.2fs; %d instance(s) x %d thread(s): %s", spec.name,
-                 backend.name, ",".join(backend.providers), engine.load_seconds,
-                 layout.instances, layout.threads, layout.reason)
+        log.info("loaded %s (%s, %s) in %.2fs; %d instance(s) x %d thread(s): %s; %s",
+                 spec.name, backend.name, ",".join(backend.providers), engine.load_seconds,
+                 layout.instances, layout.threads, layout.reason,
+                 layout.preferred_batch.reason if layout.preferred_batch
+                 else f"batches of up to {layout.batch_size}")
         return engine
 
     def _load_blocking(self, spec: ModelSpec) -> tuple[StoredModel, Backend, LayoutChoice]:
@@ -175,8 +191,26 @@ class Engines:
 
     def _build_backend(self, spec: ModelSpec, stored: StoredModel
                        ) -> tuple[Backend, LayoutChoice]:
-        """The model's backend, with its instance layout configured or chosen by measurement
-        (service/core/layout.py)."""
+        """The model's backend, with its instance layout and the batches it runs configured
+        or chosen by measurement (service/core/layout.py)."""
+        backend, layout = self._build_layout(spec, stored)
+        batching = self.config.batching_for(spec.name)
+        preferred = batching.preferred_batch_size
+        if preferred is None:
+            return backend, layout
+        if preferred != "auto":
+            choice = BatchSizeChoice(preferred)
+        else:
+            known = ({layout.batch_size: max(m.images_per_s for m in layout.measured
+                                             if m.instances == layout.instances)}
+                     if layout.measured else None)
+            choice = choose_batch_size(
+                backend.run, functools.partial(noise_batch, spec), layout.instances,
+                batching.max_batch_size, known)
+        return backend, dataclasses.replace(layout, preferred_batch=choice)
+
+    def _build_layout(self, spec: ModelSpec, stored: StoredModel
+                      ) -> tuple[Backend, LayoutChoice]:
         config, batching = self.config, self.config.batching_for(spec.name)
 
         def make(threads: int) -> Backend:
@@ -204,12 +238,7 @@ class Engines:
             return whole, LayoutChoice(1, cores, batching.max_batch_size, reason=(
                 f"one instance: layouts are measured for ONNX Runtime on CPU, not "
                 f"{whole.name} on {whole.device}"))
-        # Noise shaped like normalised photos: the work does not depend on the values, but
-        # zeros could meet shortcuts that real inputs never take.
-        batch = np.random.default_rng(0).standard_normal(
-            (batching.max_batch_size, spec.input.channels, spec.input.size, spec.input.size),
-            dtype=np.float32)
-        choice, _ = choose_layout(runner, batch, cores)
+        choice, _ = choose_layout(runner, noise_batch(spec, batching.max_batch_size), cores)
         return backends[choice.threads], choice
 
     def _check_files(self, stored: StoredModel) -> None:

@@ -9,6 +9,14 @@ fast either way (docs/benchmarks.md). So instead of guessing, each candidate lay
 batches of the configured size for a moment, every instance at once, and the fastest is kept:
 Triton's Model Analyzer idea, done at start-up. A layout must beat one instance on all cores
 by `MIN_GAIN` to be chosen, since one instance gives the lowest single-request latency.
+
+The batch size is measured the same way (`batching.preferred_batch_size: auto`). On a GPU a
+larger batch is nearly free; on these CPUs EfficientNet-Lite0 runs about a quarter slower per
+image in batches of 16 than alone or in pairs, its activations no longer fitting the caches
+(docs/benchmarks.md). So on the chosen layout each power of two up to the largest batch runs
+for a moment, and the batcher forms batches of the fastest; the largest stays unless a
+smaller one beats it by `MIN_GAIN`. A model's output for an image does not depend on the
+batch it ran in (checked in tests/unit/service/core/test_layout.py).
 """
 
 from __future__ import annotations
@@ -35,12 +43,34 @@ class LayoutTiming:
 
 
 @dataclass(frozen=True)
+class BatchSizeChoice:
+    """The batches the batcher forms: at most `size` images (the configured largest batch
+    unless measured otherwise)."""
+
+    size: int
+    measured: tuple[tuple[int, float], ...] = ()  # (batch size, images per second)
+    reason: str = "configured"
+
+    def to_dict(self) -> dict:
+        return {"size": self.size,
+                "chosen_by": "measurement" if self.measured else "configuration",
+                "reason": self.reason,
+                "measured": [{"batch_size": size, "images_per_s": round(speed, 1)}
+                             for size, speed in self.measured]}
+
+
+@dataclass(frozen=True)
 class LayoutChoice:
     instances: int
     threads: int
-    batch_size: int
+    batch_size: int  # the largest batch, which the layouts were timed on
     measured: tuple[LayoutTiming, ...] = field(default=())
     reason: str = ""
+    preferred_batch: BatchSizeChoice | None = None  # None: batches of up to batch_size
+
+    @property
+    def preferred_batch_size(self) -> int:
+        return self.preferred_batch.size if self.preferred_batch else self.batch_size
 
     def to_dict(self) -> dict:
         return {"instances": self.instances, "threads_per_instance": self.threads,
@@ -48,7 +78,9 @@ class LayoutChoice:
                 "batch_size": self.batch_size, "reason": self.reason,
                 "measured": [{"instances": m.instances, "threads": m.threads,
                               "images_per_s": round(m.images_per_s, 1)}
-                             for m in self.measured]}
+                             for m in self.measured],
+                "preferred_batch": (self.preferred_batch or BatchSizeChoice(
+                    self.batch_size)).to_dict()}
 
 
 def candidate_layouts(cores: int) -> list[tuple[int, int]]:
@@ -106,3 +138,35 @@ def choose_layout(make_runner: Callable[[int], Callable[[np.ndarray], np.ndarray
                        f"{MIN_GAIN:.0%}"))
     choice = LayoutChoice(best.instances, best.threads, len(batch), tuple(measured), reason)
     return choice, runners[best.instances]
+
+
+def candidate_batch_sizes(max_batch_size: int) -> list[int]:
+    """The powers of two below the largest batch, and the largest batch itself."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_batch_size]
+
+
+def choose_batch_size(run: Callable[[np.ndarray], np.ndarray],
+                      make_batch: Callable[[int], np.ndarray], instances: int,
+                      max_batch_size: int, known: dict[int, float] | None = None
+                      ) -> BatchSizeChoice:
+    """The batch size at which `instances` runners side by side serve the most images per
+    second; `known` holds sizes already timed (the layout's own measurement)."""
+    speeds = dict(known or {})
+    for size in candidate_batch_sizes(max_batch_size):
+        if size not in speeds:
+            speeds[size] = images_per_second(run, make_batch(size), instances)
+    largest = speeds[max_batch_size]
+    fastest = max(speeds, key=lambda size: speeds[size])
+    chosen = (fastest if speeds[fastest] >= largest * (1 + MIN_GAIN) else max_batch_size)
+    measured = tuple(sorted(speeds.items()))
+    if chosen == max_batch_size:
+        reason = (f"batches of up to {max_batch_size} ({largest:.1f} img/s); no smaller batch "
+                  f"beat it by {MIN_GAIN:.0%}")
+    else:
+        reason = (f"batches of up to {chosen} ran at {speeds[chosen]:.1f} img/s, "
+                  f"{speeds[chosen] / largest - 1:+.0%} against batches of {max_batch_size}")
+    return BatchSizeChoice(chosen, measured, reason)

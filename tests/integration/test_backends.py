@@ -155,3 +155,22 @@ def test_tensorrt_gets_the_model_shape_and_max_batch_as_its_profile(tmp_path):
     assert options["trt_fp16_enable"] is True
     assert options["trt_engine_cache_path"] == str(tmp_path / "trt")
     assert (tmp_path / "trt").is_dir()  # made ready for TensorRT to write into
+
+
+def test_an_images_answer_does_not_depend_on_the_batch_it_ran_in():
+    """`preferred_batch_size: auto` may run a photo alone or among others: the same answer
+    either way, on every real photo (service/core/layout.py)."""
+    from tools.photos import real_photos
+
+    stored = repository.find("efficientnet_lite0")
+    spec = registry.get("efficientnet_lite0")
+    photos = [preprocess(image, spec.input) for image in real_photos().values()]
+    backend = OnnxRuntimeBackend(stored, device="cpu", threads=1)
+    together = backend.run(np.stack(photos))
+    alone = np.concatenate([backend.run(photo[None]) for photo in photos])
+
+    def softmax(logits):
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    np.testing.assert_allclose(softmax(alone), softmax(together), atol=1e-5)
+    assert (np.argsort(-alone, 1)[:, :5] == np.argsort(-together, 1)[:, :5]).all()

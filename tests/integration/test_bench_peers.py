@@ -37,7 +37,10 @@ def test_bench_peers_against_plain_bentoml(tmp_path, capsys):
     assert convzoo["layout"] == "that checkout's default configuration, 2 model instance(s)"
     served_config = yaml.safe_load((out.parent / "peers-servers" / "convzoo" /
                                     "convzoo.yaml").read_text())
-    assert served_config["batching"] == {"instances": 2}
+    # The checkout's shipped batching (service/config.yaml), with the instances asked for.
+    shipped = yaml.safe_load((checkout / "service" / "config.yaml").read_text())
+    assert served_config["batching"] == {**shipped["batching"], "instances": 2}
+    assert served_config["per_model_batching"] == shipped["per_model_batching"]
     assert report["systems"]["bentoml"]["versions"]["bentoml"].startswith("1.4")
     for photo in ("small", "png"):
         labels = report["top1"][photo]

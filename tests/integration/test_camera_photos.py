@@ -22,7 +22,7 @@ from service.core import decoding
 from service.core.config import load_config, usable_cores
 from service.core.dataplane import DataPlane
 from service.core.decoding import decode_image
-from service.core.layout import candidate_layouts
+from service.core.layout import candidate_batch_sizes, candidate_layouts
 from service.core.postprocess import softmax
 from service.core.requests import (
     ClassifyRequest,
@@ -177,7 +177,7 @@ def test_the_sdk_shrinks_photos_for_the_model_when_asked(server, monkeypatch, tr
 FLOOD_CONFIG = {
     "default_model": "efficientnet_lite0",
     "startup_models": ["efficientnet_lite0"],
-    "batching": {"instances": "auto"},
+    "batching": {"instances": "auto", "preferred_batch_size": "auto"},
     # One thread for large photos and room for one 12 MP photo at a time; waits of 50 ms,
     # shorter than the queue of a flood takes to drain.
     "decode_lanes": [{"name": "small", "max_image_pixels": 2_000_000,
@@ -222,7 +222,7 @@ def test_a_flood_of_large_photos_is_refused_cleanly_while_small_ones_pass(flood_
     assert 'convzoo_decode_refused_total{lane="large"}' in metrics
 
 
-def test_instances_auto_chooses_a_layout_by_measurement(flood_server):
+def test_instances_and_batch_size_auto_are_chosen_by_measurement(flood_server):
     layout = httpx.get(flood_server.http_url + "/models/efficientnet_lite0",
                        timeout=30).json()["layout"]
     assert layout["chosen_by"] == "measurement"
@@ -231,3 +231,8 @@ def test_instances_auto_chooses_a_layout_by_measurement(flood_server):
     assert all(m["images_per_s"] > 0 for m in layout["measured"])
     fastest = max(layout["measured"], key=lambda m: m["images_per_s"])
     assert layout["instances"] in (1, fastest["instances"])  # one stays unless beaten clearly
+    batches = layout["preferred_batch"]
+    assert batches["chosen_by"] == "measurement"
+    assert [m["batch_size"] for m in batches["measured"]] == candidate_batch_sizes(16)
+    assert all(m["images_per_s"] > 0 for m in batches["measured"])
+    assert batches["size"] in candidate_batch_sizes(16) and "batches of up to" in batches["reason"]

@@ -154,9 +154,12 @@ class ConvZoo(System):
     def __init__(self, root: Path = launch.ROOT, instances: int | None = None):
         self.root = root.resolve()
         self.instances = instances
-        self.config: dict[str, Any] = {"default_model": MODEL, "startup_models": [MODEL]}
+        # The checkout's shipped batching, as `make serve` runs it.
+        self.config: dict[str, Any] = {"default_model": MODEL, "startup_models": [MODEL],
+                                       **launch.shipped_batching(self.root)}
         if instances is not None:
-            self.config["batching"] = {"instances": instances}
+            self.config["batching"] = {**self.config.get("batching", {}),
+                                       "instances": instances}
         self.cwd: str | None = None
 
     def start(self, workdir: Path) -> None:

@@ -51,6 +51,31 @@ async def test_an_auto_layout_is_measured_for_onnx_runtime_on_cpu_only(tmp_path)
         await engines.close()
 
 
+async def test_the_batches_formed_are_configured_or_measured(tmp_path):
+    engines, repository = engines_for(tmp_path, batching={
+        "max_batch_size": 4, "instances": 1, "preferred_batch_size": 2})
+    repository.add("lenet5")
+    try:
+        engine = await engines.engine("lenet5")
+        assert engine.batcher.max_batch_size == 2
+        assert engine.layout.to_dict()["preferred_batch"]["chosen_by"] == "configuration"
+    finally:
+        await engines.close()
+    backends = FakeBackends()
+    engines, repository = engines_for(tmp_path, backends, batching={
+        "max_batch_size": 4, "instances": 1, "preferred_batch_size": "auto"})
+    try:
+        engine = await engines.engine("lenet5")
+        (backend,) = backends.made["lenet5"]
+        assert {1, 2, 4} <= set(backend.batches)  # each candidate size was run
+        measured = engine.layout.to_dict()["preferred_batch"]
+        assert measured["chosen_by"] == "measurement"
+        assert [m["batch_size"] for m in measured["measured"]] == [1, 2, 4]
+        assert engine.batcher.max_batch_size == engine.layout.preferred_batch_size
+    finally:
+        await engines.close()
+
+
 async def test_a_model_with_no_weights_names_what_is_served(tmp_path):
     engines, repository = engines_for(tmp_path)
     repository.add("efficientnet_lite0")

@@ -11,7 +11,16 @@ import time
 import numpy as np
 import pytest
 
-from service.core.layout import MIN_GAIN, candidate_layouts, choose_layout, images_per_second
+from service.core.layout import (
+    MIN_GAIN,
+    BatchSizeChoice,
+    LayoutChoice,
+    candidate_batch_sizes,
+    candidate_layouts,
+    choose_batch_size,
+    choose_layout,
+    images_per_second,
+)
 
 
 @pytest.mark.parametrize("cores, expected", [
@@ -76,3 +85,69 @@ def test_one_instance_stays_unless_another_layout_wins_by_the_margin(monkeypatch
     assert f"no layout beat one instance on 2 cores by {MIN_GAIN:.0%}" in choice.reason
     speeds[2] = 100.0 * (1 + 2 * MIN_GAIN)
     assert choose_layout(make, BATCH, cores=2)[0].instances == 2
+
+
+# --- the preferred batch size ---------------------------------------------------------------
+
+def batch_cost_model(seconds_per_image: dict[int, float]):
+    """A model whose cost per image depends on the batch size (cache effects on a CPU)."""
+    def run(batch: np.ndarray) -> np.ndarray:
+        time.sleep(seconds_per_image[len(batch)] * len(batch))
+        return batch
+    return run
+
+
+def make_batch(size: int) -> np.ndarray:
+    return np.zeros((size, 3, 8, 8), np.float32)
+
+
+@pytest.mark.parametrize("largest, expected", [
+    (1, [1]), (2, [1, 2]), (16, [1, 2, 4, 8, 16]), (12, [1, 2, 4, 8, 12]),
+    (64, [1, 2, 4, 8, 16, 32, 64]),
+])
+def test_batch_size_candidates_are_powers_of_two_and_the_largest(largest, expected):
+    assert candidate_batch_sizes(largest) == expected
+
+
+def test_a_smaller_batch_that_runs_faster_per_image_is_chosen():
+    run = batch_cost_model({1: 0.004, 2: 0.003, 4: 0.004, 8: 0.005})
+    choice = choose_batch_size(run, make_batch, instances=1, max_batch_size=8)
+    assert choice.size == 2
+    assert [size for size, _ in choice.measured] == [1, 2, 4, 8]
+    speeds = dict(choice.measured)
+    assert speeds[2] == max(speeds.values())
+    assert "batches of up to 2" in choice.reason and "against batches of 8" in choice.reason
+    assert choice.to_dict()["chosen_by"] == "measurement"
+
+
+def test_the_largest_batch_stays_unless_beaten_clearly():
+    # A GPU's shape: larger batches cost less per image.
+    run = batch_cost_model({1: 0.008, 2: 0.006, 4: 0.004})
+    choice = choose_batch_size(run, make_batch, instances=2, max_batch_size=4)
+    assert choice.size == 4 and "no smaller batch beat it" in choice.reason
+    # A smaller batch within MIN_GAIN of the largest does not displace it.
+    almost = {4: 100.0, 1: 100.0 * (1 + MIN_GAIN / 2), 2: 90.0}
+    choice = choose_batch_size(batch_cost_model({}), make_batch, 1, 4, known=almost)
+    assert choice.size == 4
+
+
+def test_sizes_already_timed_are_not_run_again():
+    ran: list[int] = []
+
+    def run(batch):
+        ran.append(len(batch))
+        return batch
+    choose_batch_size(run, make_batch, 1, 4, known={4: 10.0})
+    assert 4 not in ran and {1, 2} <= set(ran)
+
+
+def test_the_layout_reports_the_batches_it_forms():
+    layout = LayoutChoice(2, 1, 16, reason="configured")
+    assert layout.preferred_batch_size == 16
+    assert layout.to_dict()["preferred_batch"] == {
+        "size": 16, "chosen_by": "configuration", "reason": "configured", "measured": []}
+    chosen = BatchSizeChoice(2, ((1, 90.0), (2, 95.0), (16, 70.0)), "measured")
+    layout = LayoutChoice(2, 1, 16, reason="configured", preferred_batch=chosen)
+    assert layout.preferred_batch_size == 2
+    assert layout.to_dict()["preferred_batch"]["measured"][1] == {"batch_size": 2,
+                                                                  "images_per_s": 95.0}

@@ -308,10 +308,16 @@ def metric_flood(target: Target, paths: int = 3000) -> Outcome:
                    figures={"metrics_before": before, "metrics_after": after})
 
 
+def declared_body_bytes(limits: ServingConfig) -> int:
+    """A body just under the limit the server runs with: `max_body_bytes`, or by default the
+    one derived from the pixel limit."""
+    return limits.body_limit_bytes - MiB
+
+
 def bodies_in_flight(target: Target, connections: int = 40) -> Outcome:
-    """Connections each declaring a body just under max_body_bytes and stalling before its
+    """Connections each declaring a body just under the body limit and stalling before its
     end (item 4): all but what max_body_bytes_in_flight holds must be refused at once."""
-    declared = target.limits.max_body_bytes - MiB
+    declared = declared_body_bytes(target.limits)
     stall_at = declared - MiB // 2
     conns, replies = [], []
     try:

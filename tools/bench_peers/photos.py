@@ -17,6 +17,7 @@ from tools import photos
 PHOTO_SIZES: dict[str, tuple[int, int, str] | None] = {
     "small": None,
     "1mp": (1155, 866, "JPEG"),
+    "3mp": (2000, 1500, "JPEG"),  # the smallest of what phones and cameras send
     "12mp": (4000, 3000, "JPEG"),
     "png": (2000, 1500, "PNG"),
 }

@@ -186,10 +186,29 @@ class ConvZoo(System):
                 "request": "POST /classify, the photo as the raw body (image/jpeg or "
                            "image/png)"}
 
+    def _chosen_layout(self) -> str | None:
+        """What the running server chose at start-up (instances, threads, batches), from
+        GET /models/{name}; None when it cannot be asked."""
+        if self.server is None:
+            return None
+        try:
+            layout = httpx.get(f"{self.server.http_url}/models/{MODEL}", timeout=10
+                               ).json()["layout"]
+            batches = layout["preferred_batch"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return (f"default configuration, as chosen at start-up: {layout['instances']} model "
+                f"instance(s) x {layout['threads_per_instance']} ONNX Runtime thread(s) "
+                f"(by {layout['chosen_by']}), batches of up to {batches['size']} "
+                f"(by {batches['chosen_by']}; largest {layout['batch_size']})")
+
     def _layout(self) -> str:
         instances = "" if self.instances is None else f", {self.instances} model instance(s)"
         if self.root != launch.ROOT:
             return f"that checkout's default configuration{instances}"
+        chosen = self._chosen_layout()
+        if chosen:
+            return chosen
         from service.core.config import BatchingConfig, ServingConfig
 
         batching = BatchingConfig(**self.config.get("batching", {}))

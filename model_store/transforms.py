@@ -20,6 +20,27 @@ _RESAMPLE = {
 }
 
 
+# Modes whose values run past 8 bits: PIL's own conversion clips them at 255.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as a viewer shows it: alpha composited over white, 16-bit and float ranges scaled
+    to 8 bits (the service's decoder and fine-tuning's image folders both use it)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _WIDE_MODES:
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
+        image = Image.fromarray(scaled.astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> Image.Image:
     width, height = image.size
     if min(width, height) == target:

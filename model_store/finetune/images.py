@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps
+
+from model_store.transforms import to_rgb
 
 # Files are the user's own: no pixel limit beyond the memory they cost (the service guards
 # requests with its own limits).
 Image.MAX_IMAGE_PIXELS = None
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
 
 class UnreadableImage(ValueError):
@@ -52,18 +52,3 @@ def load_image(path: Path) -> Image.Image:
     except Exception as exc:  # not an image, truncated, corrupt: the file is skipped
         raise UnreadableImage(f"{type(exc).__name__}: {exc}") from None
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB as a viewer shows it: alpha composited over white, 16-bit ranges scaled to 8 bits."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in _SIXTEEN_BIT_MODES:
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
-        image = Image.fromarray(scaled.astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")

@@ -32,9 +32,9 @@ import math
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from model_store.transforms import to_rgb
 from service.core.errors import ImageTooLarge, InvalidImage
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -245,18 +245,3 @@ def _upright(image: Image.Image) -> Image.Image:
     method = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
     return image.transpose(method) if method is not None else image
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # PIL's own conversion clips 16-bit values at 255; scale the range instead.
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
-        image = Image.fromarray(scaled.astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")

@@ -11,8 +11,8 @@ Triton's Model Analyzer idea, done at start-up. A layout must beat one instance 
 by `MIN_GAIN` to be chosen, since one instance gives the lowest single-request latency.
 
 The batch size is measured the same way (`batching.preferred_batch_size: auto`). On a GPU a
-larger batch is nearly free; on these CPUs EfficientNet-Lite0 runs about a quarter slower per
-image in batches of 16 than alone or in pairs, its activations no longer fitting the caches
+larger batch is nearly free; on these CPUs EfficientNet-Lite0 ran 16-28 % slower per image
+in batches of 16 than in the best small batch, its activations no longer fitting the caches
 (docs/benchmarks.md). So on the chosen layout each power of two up to the largest batch runs
 for a moment, and the batcher forms batches of the fastest; the largest stays unless a
 smaller one beats it by `MIN_GAIN`. A model's output for an image does not depend on the

@@ -1,0 +1,20 @@
+"""tools.bench_costs, shrunk: both measurements run on the stored model and print their rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import bench_costs
+
+pytestmark = pytest.mark.integration
+
+
+def test_decode_margins_and_batch_sizes_are_measured(capsys):
+    costs = bench_costs.decode_costs("efficientnet_lite0", repeats=1)
+    assert set(costs) == set(bench_costs.MARGINS)
+    # margin 1 decodes at the smaller scale, which still covers the model's resize
+    assert min(costs[1]["decoded"]) >= 256 and costs[2]["decoded"][0] > costs[1]["decoded"][0]
+    assert all(c["total_ms"] > 0 for c in costs.values())
+    assert bench_costs.main(["--batches", "--max-batch", "2", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "batches (2 x 1 thread, img/s): 1: " in printed and ", 2: " in printed

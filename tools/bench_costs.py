@@ -1,0 +1,103 @@
+"""Two CPU costs behind issue 13's settings, measured in this process (docs/benchmarks.md):
+
+- `--decode`: decoding and preprocessing one 12 MP camera JPEG (`tools.photos.camera_jpeg`)
+  for a model, at each `dct_scale_margin`, as the service does it (`probe_image(...).decode`,
+  then the model's `preprocess`); CPU milliseconds per photo, medians of `--repeats`.
+- `--batches`: the model's stored ONNX graph on the instance layout given (`--instances`
+  single-thread ONNX Runtime sessions side by side, as `batching.instances: auto` times them
+  at start-up), images per second at each power of two up to `--max-batch`, through the same
+  measurement `preferred_batch_size: auto` uses (`service.core.layout`).
+
+    python -m tools.bench_costs --decode --batches [--model efficientnet_lite0] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import numpy as np
+
+from model_store import registry
+from service.core.layout import candidate_batch_sizes, images_per_second
+
+MARGINS = (1, 2)
+
+
+def decode_costs(model: str, repeats: int) -> dict[int, dict]:
+    from model_store.transforms import preprocess
+    from service.core.config import load_config
+    from service.core.decoding import DecodeLimits, probe_image
+    from tools.photos import camera_jpeg
+
+    spec = registry.get(model).input
+    config = load_config()
+    limits = DecodeLimits(config.max_image_pixels, config.max_aspect_ratio)
+    data = camera_jpeg("chelsea", 12.0)
+
+    def cpu_ms(work) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.process_time()
+            work()
+            times.append((time.process_time() - started) * 1000)
+        return round(statistics.median(times), 1)
+
+    def decoded(margin: int):
+        return probe_image(data, limits, "image").decode(spec.resize, margin)
+
+    costs = {}
+    for margin in MARGINS:
+        image = probe_image(data, limits, "image").decode(spec.resize, margin)
+        decode = cpu_ms(functools.partial(decoded, margin))
+        prep = cpu_ms(functools.partial(preprocess, image, spec))
+        costs[margin] = {"decoded": image.size, "decode_ms": decode, "preprocess_ms": prep,
+                         "total_ms": round(decode + prep, 1)}
+    return costs
+
+
+def batch_speeds(model: str, instances: int, max_batch: int) -> dict[int, float]:
+    from model_store import repository
+    from service.core.backends import OnnxRuntimeBackend
+
+    stored = repository.find(model)
+    if stored is None:
+        raise SystemExit(f"{model} is not in the store: run `make models`")
+    spec = registry.get(model).input
+    backend = OnnxRuntimeBackend(stored, device="cpu", threads=1)
+    rng = np.random.default_rng(0)
+    return {size: round(images_per_second(backend.run, rng.standard_normal(
+        (size, spec.channels, spec.size, spec.size), dtype=np.float32), instances), 1)
+        for size in candidate_batch_sizes(max_batch)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_costs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decode", action="store_true")
+    parser.add_argument("--batches", action="store_true")
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--repeats", type=int, default=20, help="decodes per margin")
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not (args.decode or args.batches):
+        parser.error("choose --decode, --batches or both")
+    for round_number in range(1, args.rounds + 1):
+        if args.decode:
+            for margin, cost in decode_costs(args.model, args.repeats).items():
+                print(f"round {round_number} decode margin {margin}: decoded {cost['decoded']}, "
+                      f"decode {cost['decode_ms']} + preprocess {cost['preprocess_ms']} = "
+                      f"{cost['total_ms']} ms CPU", flush=True)
+        if args.batches:
+            speeds = batch_speeds(args.model, args.instances, args.max_batch)
+            print(f"round {round_number} batches ({args.instances} x 1 thread, img/s): "
+                  + ", ".join(f"{size}: {speed}" for size, speed in speeds.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

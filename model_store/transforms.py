@@ -41,13 +41,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def shorter_side_size(width: int, height: int, target: int) -> tuple[int, int]:
+    """The size with the shorter side at `target` and the aspect ratio kept (rounded)."""
+    scale = target / min(width, height)
+    return max(target, round(width * scale)), max(target, round(height * scale))
+
+
+def resize_to(image: Image.Image, size: tuple[int, int], interpolation: str) -> Image.Image:
+    return image.resize(size, _RESAMPLE[interpolation])
+
+
 def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> Image.Image:
     width, height = image.size
     if min(width, height) == target:
         return image
-    scale = target / min(width, height)
-    new_size = (max(target, round(width * scale)), max(target, round(height * scale)))
-    return image.resize(new_size, _RESAMPLE[interpolation])
+    return resize_to(image, shorter_side_size(width, height, target), interpolation)
 
 
 def centre_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:

@@ -1,4 +1,4 @@
-"""Two CPU costs behind issue 13's settings, measured in this process (docs/benchmarks.md):
+"""CPU costs behind issue 13's choices, measured in this process (docs/benchmarks.md):
 
 - `--decode`: decoding and preprocessing one 12 MP camera JPEG (`tools.photos.camera_jpeg`)
   for a model, at each `dct_scale_margin`, as the service does it (`probe_image(...).decode`,
@@ -7,14 +7,21 @@
   single-thread ONNX Runtime sessions side by side, as `batching.instances: auto` times them
   at start-up), images per second at each power of two up to `--max-batch`, through the same
   measurement `preferred_batch_size: auto` uses (`service.core.layout`).
+- `--decoders`: the JPEG decoder, Pillow's (`Image.draft`, what the service runs) against
+  simplejpeg's (libjpeg-turbo's TurboJPEG API, the maintained binding the issue names) on
+  the bench's small, 3 MP and 12 MP photos, each decoded at the scale the service chooses
+  for the model (simplejpeg held to the same power-of-two scale): CPU ms (the header read
+  for admission included in both) and whether the pixels are identical.
 
-    python -m tools.bench_costs --decode --batches [--model efficientnet_lite0] [--rounds 2]
+    python -m tools.bench_costs --decode --batches --decoders [--model efficientnet_lite0]
+        [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import statistics
 import time
 
@@ -38,12 +45,7 @@ def decode_costs(model: str, repeats: int) -> dict[int, dict]:
     data = camera_jpeg("chelsea", 12.0)
 
     def cpu_ms(work) -> float:
-        times = []
-        for _ in range(repeats):
-            started = time.process_time()
-            work()
-            times.append((time.process_time() - started) * 1000)
-        return round(statistics.median(times), 1)
+        return round(_cpu_ms(work, repeats), 1)
 
     def decoded(margin: int):
         return probe_image(data, limits, "image").decode(spec.resize, margin)
@@ -55,6 +57,52 @@ def decode_costs(model: str, repeats: int) -> dict[int, dict]:
         prep = cpu_ms(functools.partial(preprocess, image, spec))
         costs[margin] = {"decoded": image.size, "decode_ms": decode, "preprocess_ms": prep,
                          "total_ms": round(decode + prep, 1)}
+    return costs
+
+
+def _cpu_ms(work, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        work()
+        times.append((time.process_time() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def decoder_costs(model: str, repeats: int) -> dict[str, dict]:
+    import simplejpeg
+    from PIL import Image
+
+    from service.core.decoding import DEFAULT_DCT_MARGIN, probe_image
+    from tools import photos
+
+    spec = registry.get(model).input
+    files = {"small": photos.encode(photos.photo("chelsea"), "JPEG", quality=90),
+             "3mp": photos.camera_jpeg("chelsea", 3.0),
+             "12mp": photos.camera_jpeg("chelsea", 12.0)}
+
+    def with_pillow(data: bytes) -> Image.Image:
+        return probe_image(data).decode(spec.resize, DEFAULT_DCT_MARGIN)
+
+    def with_simplejpeg(data: bytes) -> Image.Image:
+        probe = probe_image(data)  # the service reads the header to price the decode first
+        side = math.ceil(spec.resize * DEFAULT_DCT_MARGIN)
+        reduction = min(probe.width // side, probe.height // side)
+        factor = next((f for f in (8, 4, 2) if reduction >= f), 1)  # as Pillow's draft
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB",
+                                        min_width=-(-probe.width // factor),
+                                        min_height=-(-probe.height // factor))
+        return Image.fromarray(pixels)
+
+    costs = {}
+    for name, data in files.items():
+        pillow, simple = with_pillow(data), with_simplejpeg(data)
+        costs[name] = {"decoded": pillow.size,
+                       "identical": pillow.size == simple.size
+                       and np.array_equal(np.asarray(pillow), np.asarray(simple)),
+                       "pillow_ms": _cpu_ms(functools.partial(with_pillow, data), repeats),
+                       "simplejpeg_ms": _cpu_ms(functools.partial(with_simplejpeg, data),
+                                                repeats)}
     return costs
 
 
@@ -78,20 +126,26 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decode", action="store_true")
     parser.add_argument("--batches", action="store_true")
+    parser.add_argument("--decoders", action="store_true")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--repeats", type=int, default=20, help="decodes per margin")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    if not (args.decode or args.batches):
-        parser.error("choose --decode, --batches or both")
+    if not (args.decode or args.batches or args.decoders):
+        parser.error("choose any of --decode, --batches, --decoders")
     for round_number in range(1, args.rounds + 1):
         if args.decode:
             for margin, cost in decode_costs(args.model, args.repeats).items():
                 print(f"round {round_number} decode margin {margin}: decoded {cost['decoded']}, "
                       f"decode {cost['decode_ms']} + preprocess {cost['preprocess_ms']} = "
                       f"{cost['total_ms']} ms CPU", flush=True)
+        if args.decoders:
+            for name, cost in decoder_costs(args.model, args.repeats).items():
+                print(f"round {round_number} decoders {name}: decoded {cost['decoded']}, "
+                      f"Pillow {cost['pillow_ms']} ms, simplejpeg {cost['simplejpeg_ms']} ms "
+                      f"CPU, identical pixels: {cost['identical']}", flush=True)
         if args.batches:
             speeds = batch_speeds(args.model, args.instances, args.max_batch)
             print(f"round {round_number} batches ({args.instances} x 1 thread, img/s): "

@@ -55,13 +55,14 @@ def photo_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def decode_ms(data: bytes, min_side: int | None, repeats: int = 7) -> float:
-    from service.core.decoding import decode_image
+def decode_ms(data: bytes, min_side: int | None, margin: float | None = None,
+              repeats: int = 7) -> float:
+    from service.core.decoding import DEFAULT_DCT_MARGIN, decode_image
 
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        decode_image(data, min_side=min_side)
+        decode_image(data, min_side=min_side, dct_margin=margin or DEFAULT_DCT_MARGIN)
         times.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(times), 2)
 
@@ -178,15 +179,18 @@ def run(args: argparse.Namespace) -> dict:
                    f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
         "server_root": str(args.server_root), "model": MODEL,
         "concurrency": args.concurrency, "seconds_each": args.seconds, "rounds": args.rounds,
+        "dct_scale_margin": args.dct_scale_margin or "the checkout's default",
         "photos": {name: {"bytes": len(data), "content_type": kind}
                    for name, (data, kind) in files.items()}}
     for name, (data, _) in files.items():
         report["photos"][name]["decode_full_ms"] = decode_ms(data, None)
-        report["photos"][name]["decode_scaled_ms"] = decode_ms(data, resize)
+        report["photos"][name]["decode_scaled_ms"] = decode_ms(data, resize,
+                                                               args.dct_scale_margin)
     workdir = args.home / "server-photos"
     workdir.mkdir(parents=True, exist_ok=True)
+    margin = {"dct_scale_margin": args.dct_scale_margin} if args.dct_scale_margin else {}
     server = start_server(workdir, {"default_model": MODEL, "startup_models": [MODEL],
-                                    **shipped_batching(args.server_root)},
+                                    **shipped_batching(args.server_root), **margin},
                           root=args.server_root)
     try:
         url = server.http_url + "/classify"
@@ -272,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-root", type=Path, default=ROOT,
                         help="the checkout whose service to run (default: this one)")
     parser.add_argument("--home", type=Path, default=BENCH_HOME)
+    parser.add_argument("--dct-scale-margin", type=float,
+                        help="serve with this dct_scale_margin (default: the checkout's)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     args.photos = args.photos.split(",")

@@ -9,13 +9,21 @@ decodes (`decode_image(data, min_side=...)`: 1/2, 1/4 or 1/8 in the DCT for JPEG
 whole-factor reduce for PNGs). Both go through the model's own preprocessing (single crop,
 and 10-crop) and the stored ONNX model. Reported per model and crop scheme: top-1
 agreement, mean top-5 overlap, and the largest change in the probability of the full
-decode's top-1 class. A last table checks what users see: the served top-1 of the photo sent
-at its own size and sent again at 12 MP (no grain), both decoded as the service does, and the
-same with the 12 MP file decoded in full, which shows how much of any difference the upscale
-itself makes.
+decode's top-1 class.
+
+A control says which answers any filter's difference would change: each full decode is also
+resized one pixel longer on its longer side (a 0.3 % stretch at a 256-pixel shorter side,
+still decoded in full) and its top-1 compared with the plain full decode's. A case is
+"fragile" when that stretch alone changes the top-1; the report counts the fragile cases
+among those where scaled decoding changed the top-1, and among all. Where the top-1 differs,
+it also gives the gap between the full decode's two best probabilities.
+
+A last table checks what users see: the served top-1 of the photo sent at its own size and
+sent again at 12 MP (no grain), both decoded as the service does, and the same with the
+12 MP file decoded in full, which shows how much of any difference the upscale itself makes.
 
     python -m tools.decode_agreement [--models efficientnet_lite0 ...] [--dct-margin 2]
-        [--json PATH]
+        [--photos chelsea ...] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 
 import numpy as np
+from PIL import Image
 
 from model_store import registry, repository
-from model_store.transforms import preprocess
+from model_store.transforms import preprocess, resize_to, shorter_side_size
 from service.core.crops import crop_tensors, decode_side
 from service.core.decoding import DEFAULT_DCT_MARGIN, decode_image
 from service.core.postprocess import softmax
@@ -54,13 +63,24 @@ class Agreement:
     largest_top1_change: float = 0.0
     worst_case: str = ""
     differing: list[str] = field(default_factory=list)
+    fragile: int = 0  # cases whose full-decode top-1 a one-pixel stretch changes
+    differing_fragile: int = 0
+    # how close the full decode's two best classes were, at most, where the top-1 differs
+    largest_differing_gap: float = 0.0
 
-    def add(self, case: str, full: np.ndarray, scaled: np.ndarray) -> None:
+    def add(self, case: str, full: np.ndarray, scaled: np.ndarray, stretched: np.ndarray
+            ) -> None:
         self.cases += 1
         best_full, best_scaled = int(full.argmax()), int(scaled.argmax())
+        fragile = int(stretched.argmax()) != best_full
+        self.fragile += fragile
         self.top1_same += best_full == best_scaled
         if best_full != best_scaled:
-            self.differing.append(case)
+            first, second = np.sort(full)[-2:][::-1]
+            gap = float(first - second)
+            self.differing.append(f"{case} (gap {gap:.4f}{', fragile' if fragile else ''})")
+            self.differing_fragile += fragile
+            self.largest_differing_gap = max(self.largest_differing_gap, gap)
         top5 = set(np.argsort(-full)[:5]) & set(np.argsort(-scaled)[:5])
         self.top5_overlap_sum += len(top5) / 5
         change = abs(float(full[best_full] - scaled[best_full]))
@@ -83,7 +103,16 @@ def _files(name: str) -> list[tuple[str, bytes]]:
     return files
 
 
-def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN) -> dict:
+def stretched(image: Image.Image, side: int, interpolation: str) -> Image.Image:
+    """`image` resized to a shorter side of `side`, its longer side one pixel longer than
+    the aspect ratio gives: the control's perturbation (a crop scheme then resizes no more)."""
+    width, height = shorter_side_size(*image.size, side)
+    size = (width + 1, height) if width >= height else (width, height + 1)
+    return resize_to(image, size, interpolation)
+
+
+def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN,
+        photo_names: tuple[str, ...] = photos.PHOTO_NAMES) -> dict:
     import onnxruntime as ort
 
     results, served = [], []
@@ -101,15 +130,17 @@ def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN) -> dict
 
         table = {scheme: Agreement(model, scheme) for scheme in SCHEMES}
         same_served = same_full = 0
-        for name in photos.PHOTO_NAMES:
+        for name in photo_names:
             for label, data in _files(name):
                 full_image = decode_image(data)
                 for scheme in SCHEMES:
-                    scaled_image = decode_image(data, min_side=decode_side(spec, scheme),
-                                                dct_margin=dct_margin)
+                    side = decode_side(spec, scheme)
+                    scaled_image = decode_image(data, min_side=side, dct_margin=dct_margin)
                     full = probabilities(crop_tensors(full_image, spec, scheme))
                     scaled = probabilities(crop_tensors(scaled_image, spec, scheme))
-                    table[scheme].add(f"{name} {label}", full, scaled)
+                    control = probabilities(crop_tensors(
+                        stretched(full_image, side, spec.interpolation), spec, scheme))
+                    table[scheme].add(f"{name} {label}", full, scaled, control)
             own = photos.encode(photos.photo(name), "JPEG", quality=90)
             large = photos.encode(photos.at_megapixels(photos.photo(name), 12.0), "JPEG",
                                   quality=90)
@@ -119,21 +150,25 @@ def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN) -> dict
             same_served += own_top1 == large_top1
             same_full += own_top1 == large_full_top1
         results.extend(table.values())
-        served.append({"model": model, "photos": len(photos.PHOTO_NAMES),
+        served.append({"model": model, "photos": len(photo_names),
                        "same_top1_at_12mp": same_served,
                        "same_top1_at_12mp_decoded_in_full": same_full})
     return {"date": date.today().isoformat(), "machine": platform.processor() or
-            platform.machine(), "dct_margin": dct_margin, "photos": list(photos.PHOTO_NAMES),
+            platform.machine(), "dct_margin": dct_margin, "photos": list(photo_names),
             "sizes": [s[0] for s in SIZES], "agreement": [asdict(a) for a in results],
             "served_own_size_vs_12mp": served}
 
 
 def markdown(report: dict) -> str:
-    lines = ["| model | crops | cases | top-1 same | mean top-5 overlap | largest top-1 "
-             "probability change (case) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | crops | top-1 same | of those differing, fragile | largest top-2 gap "
+             "where differing | fragile of all | mean top-5 overlap | largest top-1 "
+             "probability change (case) |", "|---|---|---|---|---|---|---|---|"]
     for a in report["agreement"]:
+        differing = a["cases"] - a["top1_same"]
         lines.append(
-            f"| {a['model']} | {a['crops']} | {a['cases']} | {a['top1_same']}/{a['cases']} | "
+            f"| {a['model']} | {a['crops']} | {a['top1_same']}/{a['cases']} | "
+            f"{a['differing_fragile']}/{differing} | {a['largest_differing_gap']:.4f} | "
+            f"{a['fragile']}/{a['cases']} | "
             f"{a['top5_overlap_sum'] / max(1, a['cases']):.3f} | "
             f"{a['largest_top1_change']:.4f} ({a['worst_case']}) |")
     lines += ["", "| model | photos | top-1 at own size = at 12 MP, as served | ... = at 12 MP "
@@ -153,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--dct-margin", type=float, default=DEFAULT_DCT_MARGIN,
                         help="the service's dct_scale_margin to compare with full decoding")
+    parser.add_argument("--photos", nargs="+", default=list(photos.PHOTO_NAMES),
+                        choices=photos.PHOTO_NAMES, help="tools.photos names (default: all)")
     parser.add_argument("--json", help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    report = run(tuple(args.models), args.dct_margin)
+    report = run(tuple(args.models), args.dct_margin, tuple(args.photos))
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)

@@ -18,3 +18,15 @@ def test_decode_margins_and_batch_sizes_are_measured(capsys):
     assert bench_costs.main(["--batches", "--max-batch", "2", "--rounds", "1"]) == 0
     printed = capsys.readouterr().out
     assert "batches (2 x 1 thread, img/s): 1: " in printed and ", 2: " in printed
+
+
+def test_the_jpeg_decoders_are_compared_on_identical_pixels(capsys):
+    costs = bench_costs.decoder_costs("efficientnet_lite0", repeats=1)
+    assert list(costs) == ["small", "3mp", "12mp"]
+    # both libjpeg-turbo bindings decode the same scaled pixels: the choice is speed alone
+    assert all(c["identical"] for c in costs.values())
+    # the 12 MP photo decoded at 1/4, as the service does for Lite0 (2 x 256 <= 707 < 1414)
+    assert 512 <= min(costs["12mp"]["decoded"]) < 1024
+    assert all(c["pillow_ms"] > 0 and c["simplejpeg_ms"] > 0 for c in costs.values())
+    assert bench_costs.main(["--decoders", "--rounds", "1", "--repeats", "1"]) == 0
+    assert "decoders 12mp: decoded" in capsys.readouterr().out

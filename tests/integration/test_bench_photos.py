@@ -22,7 +22,7 @@ def test_bench_photos_measures_every_size_and_a_flood(tmp_path, capsys):
         assert bench_photos.main([
             "--photos", "small,1mp", "--seconds", "0.5", "--rounds", "2", "--concurrency", "2",
             "--single", "2", "--flood-clients", "2", "--flood-seconds", "3",
-            "--home", home, "--json", str(output)]) == 0
+            "--dct-scale-margin", "1", "--home", home, "--json", str(output)]) == 0
     finally:
         os.environ["BENTOML_HOME"] = home
     report = json.loads(output.read_text())
@@ -47,5 +47,7 @@ def test_bench_photos_measures_every_size_and_a_flood(tmp_path, capsys):
                              "convzoo.yaml").read_text())
     shipped = yaml.safe_load((bench_photos.ROOT / "service" / "config.yaml").read_text())
     assert served["batching"] == shipped["batching"]
+    # ... and decodes at the margin asked for (docs/benchmarks.md compares 1 and 2)
+    assert served["dct_scale_margin"] == report["dct_scale_margin"] == 1
     printed = capsys.readouterr().out
     assert "| small |" in printed and "Flood (2 clients" in printed

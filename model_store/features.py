@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model_store.forward_hooks import run_with_forward_hooks
 from model_store.specs import ModelSpec
 
 
@@ -41,19 +42,16 @@ def find_final_layer(model: nn.Module, channels: int, size: int, num_classes: in
                      ) -> FinalLayer:
     """The last layer with weights that produces `num_classes` outputs in one forward pass."""
     calls: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
-    hooks = []
-    for path, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            def record(module, inputs, output, path=path):
-                calls.append((path, tuple(inputs[0].shape), tuple(output.shape)))
-            hooks.append(module.register_forward_hook(record))
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, channels, size, size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+
+    def recorder(path: str):
+        def record(_module, inputs, output) -> None:
+            calls.append((path, tuple(inputs[0].shape), tuple(output.shape)))
+        return record
+
+    run_with_forward_hooks(model, [(module, recorder(path))
+                                   for path, module in model.named_modules()
+                                   if isinstance(module, (nn.Linear, nn.Conv2d))],
+                           channels, size)
     for path, input_shape, output_shape in reversed(calls):
         if len(output_shape) >= 2 and output_shape[1] == num_classes:
             return FinalLayer(path=path, dim=input_shape[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_store.forward_hooks import run_with_forward_hooks
 from model_store.specs import ModelSpec
 
 
@@ -31,19 +32,9 @@ def count_mult_adds(model: nn.Module, channels: int, size: int) -> int:
         rows = output[0].numel() // module.out_features
         total += module.in_features * module.out_features * rows
 
-    hooks = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            hooks.append(module.register_forward_hook(on_conv))
-        elif isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(on_linear))
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, channels, size, size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    hooks = [(module, on_conv) for module in model.modules() if isinstance(module, nn.Conv2d)]
+    hooks += [(module, on_linear) for module in model.modules() if isinstance(module, nn.Linear)]
+    run_with_forward_hooks(model, hooks, channels, size)
     return total
 
 

@@ -199,15 +199,7 @@ def optional_number(value: Any, name: str) -> float | None:
     """A number option that may be absent (None or an empty form field)."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise InvalidArgument(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidArgument(f"{name} must be a number, got {_shown(value)}") from None
-    if not math.isfinite(number):
-        raise InvalidArgument(f"{name} must be finite, got {_shown(value)}")
-    return number
+    return finite_number(value, name)
 
 
 def flag_argument(value: Any, name: str) -> bool:

@@ -6,10 +6,10 @@ off the event loop and bounded in time (`service.core.loading`): find the model 
 repository it was given, refuse random-init weights when configured to, verify the stored
 files against the digests recorded at import, build the backend with its instance layout
 (configured, or chosen by measurement: `service.core.layout`), warm it up at batch size 1
-and at the max batch, and give it a batcher. Under a memory budget it evicts the least
-recently used idle engine. The repository and the backend factory are constructor arguments:
-production passes BentoML's store and `backends.backend_for`, the unit tests a folder of
-files and a backend that computes nothing.
+and at the max batch (unless the measurement already ran them), and give it a batcher. Under
+a memory budget it evicts the least recently used idle engine. The repository and the backend
+factory are constructor arguments: production passes BentoML's store and
+`backends.backend_for`, the unit tests a folder of files and a backend that computes nothing.
 """
 
 from __future__ import annotations
@@ -182,11 +182,13 @@ class Engines:
                                 "service is configured not to serve", model=spec.name)
         self._check_files(stored)
         backend, layout = self._build_backend(spec, stored)
-        # Warm-up: the first runs allocate buffers and pick kernels; keep that off requests.
+        # Warm-up: the first runs at a batch size allocate buffers and pick kernels; keep that
+        # off requests. A size that a start-up measurement ran through this backend is warm.
         batching = self.config.batching_for(spec.name)
         for size in (1, batching.max_batch_size):
-            backend.run(np.zeros((size, spec.input.channels, spec.input.size, spec.input.size),
-                                 np.float32))
+            if size not in layout.batch_sizes_run:
+                backend.run(np.zeros((size, spec.input.channels, spec.input.size,
+                                      spec.input.size), np.float32))
         return stored, backend, layout
 
     def _build_backend(self, spec: ModelSpec, stored: StoredModel

@@ -72,6 +72,15 @@ class LayoutChoice:
     def preferred_batch_size(self) -> int:
         return self.preferred_batch.size if self.preferred_batch else self.batch_size
 
+    @property
+    def batch_sizes_run(self) -> frozenset[int]:
+        """The batch sizes the measurements already ran through the chosen layout's model:
+        the layouts' batch, and each size the batch-size search timed (none when configured)."""
+        sizes = {self.batch_size} if self.measured else set()
+        if self.preferred_batch:
+            sizes.update(size for size, _ in self.preferred_batch.measured)
+        return frozenset(sizes)
+
     def to_dict(self) -> dict:
         return {"instances": self.instances, "threads_per_instance": self.threads,
                 "chosen_by": "measurement" if self.measured else "configuration",

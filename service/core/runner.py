@@ -13,7 +13,8 @@ model's label. Composites (`service.core.composites`) and selection reuse these 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -61,6 +62,26 @@ def record_preparation(label: str, prepared: list[Prepared], timing: dict[str, f
         timing[stage] = ms(seconds)
 
 
+@contextmanager
+def _postprocess_stage(engine: Engine, timing: dict[str, float], started: float
+                       ) -> Iterator[None]:
+    """Times its block as the model's postprocess stage; `timing` gets that time and the
+    request's total so far."""
+    t0 = time.perf_counter()
+    yield
+    post_s = time.perf_counter() - t0
+    metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
+    timing["postprocess"] = ms(post_s)
+    timing["total"] = ms(time.perf_counter() - started)
+
+
+def _require_features(engine: Engine, present: bool) -> None:
+    """FeaturesUnavailable unless `engine`'s graph has the features output."""
+    if not present:
+        raise FeaturesUnavailable(FEATURES_UNAVAILABLE.format(name=engine.spec.name),
+                                  model=engine.spec.name)
+
+
 class ModelRunner:
     def __init__(self, pipeline: ImagePipeline) -> None:
         self.pipeline = pipeline
@@ -102,12 +123,8 @@ class ModelRunner:
     def results(self, engine: Engine, probabilities: np.ndarray, k: int,
                 timing: dict[str, float], started: float) -> list[Classification]:
         """One classification per row of `probabilities`, the postprocessing timed."""
-        t0 = time.perf_counter()
-        predictions = [top_k(p, k, engine.labels) for p in probabilities]
-        post_s = time.perf_counter() - t0
-        metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
-        timing["postprocess"] = ms(post_s)
-        timing["total"] = ms(time.perf_counter() - started)
+        with _postprocess_stage(engine, timing, started):
+            predictions = [top_k(p, k, engine.labels) for p in probabilities]
         weights, warning = engine.weights_status, random_init_warning(engine)
         return [Classification(model=engine.spec.name, weights=weights, warning=warning,
                                predictions=row,
@@ -144,23 +161,16 @@ class ModelRunner:
         """Each image's features (the graph's second output), the images run as one batch
         through the same batcher as classify; refused before any work for a graph without
         that output."""
-        if not has_features(engine.stored):
-            raise FeaturesUnavailable(FEATURES_UNAVAILABLE.format(name=engine.spec.name),
-                                      model=engine.spec.name)
+        _require_features(engine, has_features(engine.stored))
         timing: dict[str, float] = {}
         batch = await self.preprocess_images(images, engine.spec, timing, deadline)
         result = await self.run_batch(engine, batch, timing, deadline)
-        if result.features is None:  # a record that claims the output its graph lacks
-            raise FeaturesUnavailable(FEATURES_UNAVAILABLE.format(name=engine.spec.name),
-                                      model=engine.spec.name)
-        t0 = time.perf_counter()
-        vectors = result.features.astype(np.float32, copy=False)
-        if normalize:
-            vectors = l2_normalized(vectors)
-        post_s = time.perf_counter() - t0
-        metrics.STAGE_LATENCY.labels(engine.spec.name, "postprocess").observe(post_s)
-        timing["postprocess"] = ms(post_s)
-        timing["total"] = ms(time.perf_counter() - started)
+        # None where the record claims a features output that its graph lacks.
+        _require_features(engine, result.features is not None)
+        with _postprocess_stage(engine, timing, started):
+            vectors = result.features.astype(np.float32, copy=False)
+            if normalize:
+                vectors = l2_normalized(vectors)
         weights, warning = engine.weights_status, random_init_warning(engine)
         return [Embedding(model=engine.spec.name, weights=weights, vector=vector,
                           normalized=normalize, timing_ms=dict(timing), warning=warning)

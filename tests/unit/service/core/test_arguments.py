@@ -13,6 +13,7 @@ from service.core import arguments
 from service.core.arguments import (
     finite_number,
     integer_argument,
+    optional_number,
     parse_json,
     parse_json_object,
     text_argument,
@@ -110,6 +111,19 @@ def test_finite_numbers(value, expected):
 def test_non_finite_numbers_are_refused_by_name(value):
     with pytest.raises(InvalidArgument, match="timeout_s must be a"):
         finite_number(value, "timeout_s")
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("", None), ("40", 40.0), (2.5, 2.5)])
+def test_optional_numbers(value, expected):
+    assert optional_number(value, "latency_budget_ms") == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), "must be a finite number"), ("inf", "must be a finite number"),
+    (True, "must be a number"), ("x", "must be a number")])
+def test_optional_numbers_are_refused_as_finite_number_refuses_them(value, message):
+    with pytest.raises(InvalidArgument, match=f"latency_budget_ms {message}"):
+        optional_number(value, "latency_budget_ms")
 
 
 def test_text_arguments():

@@ -119,6 +119,13 @@ async def test_embed_refuses_a_model_stored_without_features(plane, backends):
     assert backends.made["resnet18"][0].batches == [1, 16]  # the warm-up's: refused before
 
 
+async def test_embed_refuses_a_graph_that_lacks_the_features_its_record_claims(plane, backends):
+    backends.made["efficientnet_lite0"][0].features_dim = None  # the run gives logits only
+    with pytest.raises(FeaturesUnavailable, match="efficientnet_lite0 was stored before"):
+        await plane.embed(EmbedRequest(images=(CAT,)))
+    assert backends.made["efficientnet_lite0"][0].batches[-1] == 1  # refused after the run
+
+
 async def test_pixels_skip_decoding_and_must_fit_the_input(plane):
     pixels = np.zeros((2, 1, 32, 32), np.float32)
     results = await plane.classify_pixels(PixelsRequest(pixels=pixels, model="lenet5"))

@@ -8,6 +8,8 @@ import asyncio
 
 import pytest
 
+from service.core import engines as engines_module
+from service.core import layout
 from service.core.config import load_config
 from service.core.engines import Engines
 from service.core.errors import ModelNotFound, NotReady
@@ -72,6 +74,44 @@ async def test_the_batches_formed_are_configured_or_measured(tmp_path):
         assert measured["chosen_by"] == "measurement"
         assert [m["batch_size"] for m in measured["measured"]] == [1, 2, 4]
         assert engine.batcher.max_batch_size == engine.layout.preferred_batch_size
+    finally:
+        await engines.close()
+
+
+class OnnxRuntimeLikeBackends(FakeBackends):
+    """Fake backends that call themselves ONNX Runtime on the CPU, so that `instances: auto`
+    measures their layouts."""
+
+    def __call__(self, config, stored, model, threads=None):
+        backend = super().__call__(config, stored, model, threads)
+        backend.name = "onnxruntime"
+        return backend
+
+
+@pytest.mark.parametrize("instances, preferred, warm_ups", [
+    (1, None, [1, 4]),  # nothing measured
+    (1, 2, [1, 4]),  # a configured batch size is not measured either
+    (1, "auto", []),  # the batch-size search ran 1, 2 and 4 through the backend
+    ("auto", None, [1]),  # the layouts ran batches of 4 only
+    ("auto", "auto", []),
+])
+async def test_the_warm_up_runs_only_the_sizes_no_measurement_ran(tmp_path, monkeypatch,
+                                                                  instances, preferred,
+                                                                  warm_ups):
+    monkeypatch.setattr(engines_module, "usable_cores", lambda: 2)  # two candidate layouts
+    monkeypatch.setattr(layout, "MIN_SECONDS", 0.01)
+    batching = {"max_batch_size": 4, "instances": instances}
+    if preferred is not None:
+        batching["preferred_batch_size"] = preferred
+    backends = OnnxRuntimeLikeBackends()
+    engines, repository = engines_for(tmp_path, backends, batching=batching)
+    repository.add("lenet5")
+    try:
+        engine = await engines.engine("lenet5")
+        assert bool(engine.layout.measured) == (instances == "auto")
+        assert len(backends.made["lenet5"]) == (2 if instances == "auto" else 1)
+        assert engine.backend.warm_ups == warm_ups
+        assert {1, 4} <= set(engine.backend.batches)  # warm either way before any request
     finally:
         await engines.close()
 

@@ -15,6 +15,7 @@ from service.core.layout import (
     MIN_GAIN,
     BatchSizeChoice,
     LayoutChoice,
+    LayoutTiming,
     candidate_batch_sizes,
     candidate_layouts,
     choose_batch_size,
@@ -139,6 +140,17 @@ def test_sizes_already_timed_are_not_run_again():
         return batch
     choose_batch_size(run, make_batch, 1, 4, known={4: 10.0})
     assert 4 not in ran and {1, 2} <= set(ran)
+
+
+def test_the_batch_sizes_run_are_those_the_measurements_timed():
+    timings = (LayoutTiming(1, 2, 50.0), LayoutTiming(2, 1, 60.0))
+    searched = BatchSizeChoice(2, ((1, 90.0), (2, 95.0), (16, 70.0)), "measured")
+    assert LayoutChoice(2, 1, 16, reason="configured").batch_sizes_run == frozenset()
+    assert LayoutChoice(2, 1, 16, reason="configured",
+                        preferred_batch=BatchSizeChoice(8)).batch_sizes_run == frozenset()
+    assert LayoutChoice(2, 1, 16, timings, "measured").batch_sizes_run == {16}
+    assert LayoutChoice(2, 1, 16, reason="configured",
+                        preferred_batch=searched).batch_sizes_run == {1, 2, 16}
 
 
 def test_the_layout_reports_the_batches_it_forms():

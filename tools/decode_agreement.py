@@ -165,9 +165,10 @@ def markdown(report: dict) -> str:
              "probability change (case) |", "|---|---|---|---|---|---|---|---|"]
     for a in report["agreement"]:
         differing = a["cases"] - a["top1_same"]
+        gap = f"{a['largest_differing_gap']:.4f}" if differing else "-"
         lines.append(
             f"| {a['model']} | {a['crops']} | {a['top1_same']}/{a['cases']} | "
-            f"{a['differing_fragile']}/{differing} | {a['largest_differing_gap']:.4f} | "
+            f"{a['differing_fragile']}/{differing} | {gap} | "
             f"{a['fragile']}/{a['cases']} | "
             f"{a['top5_overlap_sum'] / max(1, a['cases']):.3f} | "
             f"{a['largest_top1_change']:.4f} ({a['worst_case']}) |")

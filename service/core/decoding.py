@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from model_store.transforms import to_rgb
+from model_store.transforms import PICTURE_BOX, Box, to_rgb
 from service.core.errors import ImageTooLarge, InvalidImage
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -81,6 +81,13 @@ _TRANSPOSE_FOR_ORIENTATION = {  # EXIF orientation -> the transpose that shows i
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
+# How each transpose moves a box: axes swapped first, then mirrored in the new frame.
+_SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE,
+               Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270}
+_MIRRORS_X = {Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_180,
+              Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE}
+_MIRRORS_Y = {Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180,
+              Image.Transpose.ROTATE_90, Image.Transpose.TRANSVERSE}
 
 # We enforce our own pixel limit from the header; Pillow's would only warn, later.
 Image.MAX_IMAGE_PIXELS = None
@@ -132,7 +139,8 @@ class ImageProbe:
     def decode(self, min_side: int | None = None, dct_margin: float = DEFAULT_DCT_MARGIN
                ) -> Image.Image:
         """The image as RGB, its shorter side at least `min_side` (None: full size); JPEGs
-        are scaled in the DCT to no less than `dct_margin` x `min_side`."""
+        are scaled in the DCT to no less than `dct_margin` x `min_side`. A reduced image
+        records the box its picture covers (`model_store.transforms.PICTURE_BOX`)."""
         image = self._image
         if min_side and self.format in DCT_SCALED_FORMATS:
             side = math.ceil(min_side * dct_margin)
@@ -143,11 +151,19 @@ class ImageProbe:
         except Exception as exc:  # truncated data, bad Huffman tables, bad CRC...
             raise InvalidImage(
                 f"{self.field}: truncated or corrupt {self.format} data: {exc}") from None
-        image = to_rgb(_upright(image))
+        box = _picture_in((self.width, self.height), image.size)
+        method = _orientation_transpose(image)
+        if method is not None:
+            box = _transposed_box(box, image.size, method)
+            image = image.transpose(method)
+        image = to_rgb(image)
         if min_side:
             factor = int(min(image.size) // (REDUCING_GAP * min_side))
             if factor >= 2:
-                image = image.reduce(factor)
+                image = image.reduce(factor)  # rounds up too: the last pixel is partial
+                box = (box[0] / factor, box[1] / factor, box[2] / factor, box[3] / factor)
+        if box != (0, 0, *image.size):
+            image.info[PICTURE_BOX] = box
         return image
 
 
@@ -234,14 +250,36 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, field: str =
     return probe.decode(min_side, dct_margin)
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation. Read from the parsed tag alone (ImageOps.exif_transpose
-    also rewrites the whole EXIF block, thousands of tags in a hostile file); a malformed
-    EXIF block must not reject a decodable image."""
+def _orientation_transpose(image: Image.Image) -> Image.Transpose | None:
+    """The transpose that shows the image upright by its EXIF orientation. Read from the
+    parsed tag alone (ImageOps.exif_transpose also rewrites the whole EXIF block, thousands
+    of tags in a hostile file); a malformed EXIF block must not reject a decodable image."""
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION)
     except Exception:
-        return image
-    method = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
-    return image.transpose(method) if method is not None else image
+        return None
+    return _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+
+
+def _picture_in(full: tuple[int, int], decoded: tuple[int, int]) -> Box:
+    """The box of the `decoded` pixels that a `full`-sized picture covers: libjpeg's DCT
+    scaling by 1/2, 1/4 or 1/8 rounds the size up. The whole image otherwise."""
+    for scale in (2, 4, 8):
+        if all(-(-side // scale) == got for side, got in zip(full, decoded, strict=True)):
+            return 0.0, 0.0, full[0] / scale, full[1] / scale
+    return 0.0, 0.0, float(decoded[0]), float(decoded[1])
+
+
+def _transposed_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> Box:
+    """`box` of an image of `size`, in the coordinates of that image transposed by `method`."""
+    left, top, right, bottom = box
+    width, height = size
+    if method in _SWAPS_AXES:
+        left, top, right, bottom = top, left, bottom, right
+        width, height = height, width
+    if method in _MIRRORS_X:
+        left, right = width - right, width - left
+    if method in _MIRRORS_Y:
+        top, bottom = height - bottom, height - top
+    return left, top, right, bottom
 

@@ -8,7 +8,15 @@ from PIL import Image
 from skimage import data
 
 from model_store import registry
-from model_store.transforms import centre_crop_box, preprocess, to_model_input
+from model_store.transforms import (
+    PICTURE_BOX,
+    centre_crop_box,
+    picture_box,
+    preprocess,
+    resize_shorter_side,
+    shorter_side_size,
+    to_model_input,
+)
 
 
 def reference(image: Image.Image, spec) -> np.ndarray:
@@ -40,3 +48,21 @@ def test_preprocess_resizes_and_centre_crops():
     resized = photo.resize((round(600 * scale), spec.resize), Image.Resampling.BICUBIC)
     expected = reference(resized.crop(centre_crop_box(*resized.size, spec.size)), spec)
     np.testing.assert_allclose(tensor, expected, atol=1e-5)
+
+
+def test_resizing_samples_the_picture_box_a_reduced_decode_recorded():
+    image = Image.new("RGB", (531, 354))
+    image.info[PICTURE_BOX] = (0.0, 0.0, 530.875, 353.125)  # 4247 x 2825 at 1/8
+    assert picture_box(image) == (0.0, 0.0, 530.875, 353.125)
+    resized = resize_shorter_side(image, 256, "bicubic")
+    # the full picture's size at a shorter side of 256, as a full decode resizes to
+    assert resized.size == shorter_side_size(4247, 2825, 256) == (385, 256)
+    assert PICTURE_BOX not in resized.info
+
+
+def test_a_box_that_no_longer_fits_its_image_is_ignored():
+    image = Image.new("RGB", (531, 354))
+    image.info[PICTURE_BOX] = (0.0, 0.0, 530.875, 353.125)
+    cropped = image.crop((0, 0, 300, 300))  # Pillow copies `info` to the crop
+    assert PICTURE_BOX in cropped.info and picture_box(cropped) is None
+    assert resize_shorter_side(cropped, 256, "bicubic").size == (256, 256)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model_store.transforms import PICTURE_BOX, resize_shorter_side
 from service.core.decoding import decode_image
 from service.core.errors import ImageTooLarge, InvalidImage, http_status
 from tests.conftest import encode
+from tools import photos
 
 
 def test_jpeg_decodes_to_rgb(cat_jpeg):
@@ -130,6 +132,38 @@ def test_exif_rotation_applies_to_the_scaled_decode():
     exif[0x0112] = 6  # rotate 90 degrees when shown
     data = encode(_photo(2400, 1600), "JPEG", quality=85, exif=exif.tobytes())
     assert decode_image(data, min_side=256, dct_margin=1.0).size == (400, 600)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("margin", [1.0, 2.0])
+def test_a_scaled_decode_is_resized_as_the_full_picture_is_in_every_orientation(orientation,
+                                                                               margin):
+    # 2124 x 1413 is no multiple of 8: at 1/4 and 1/8 the last decoded row and column are
+    # partly padding, and the recorded picture box leaves it out of the resize.
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(photos.at_megapixels(photos.photo("chelsea"), 3.0), "JPEG", quality=95,
+                  exif=exif.tobytes())
+    full = np.asarray(resize_shorter_side(decode_image(data), 256, "bicubic"), float)
+    scaled = decode_image(data, min_side=256, dct_margin=margin)
+    boxed = np.asarray(resize_shorter_side(scaled, 256, "bicubic"), float)
+    del scaled.info[PICTURE_BOX]
+    unboxed = np.asarray(scaled.resize(full.shape[1::-1], Image.Resampling.BICUBIC), float)
+    assert boxed.shape == full.shape
+    # measured: 0.44 against 1.58 grey levels at margin 1, 0.18 against 0.56 at margin 2
+    assert np.abs(boxed - full).mean() < 0.4 * np.abs(unboxed - full).mean()
+
+
+def test_an_image_decoded_in_full_or_by_an_exact_factor_records_no_picture_box():
+    data = encode(_photo(3200, 2400), "JPEG", quality=85)
+    assert PICTURE_BOX not in decode_image(data).info
+    assert PICTURE_BOX not in decode_image(data, min_side=200, dct_margin=1.0).info  # 1/8
+
+
+def test_a_whole_factor_reduce_records_its_partial_last_pixel():
+    reduced = decode_image(encode(_photo(3203, 2401), "PNG"), min_side=200)
+    assert reduced.size == (801, 601)
+    assert reduced.info[PICTURE_BOX] == (0, 0, 3203 / 4, 2401 / 4)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])

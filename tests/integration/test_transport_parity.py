@@ -4,7 +4,8 @@ same exception (class and error code) for the same error.
 
 "Timings" are what measures time and so differs from one call to the next: `timing_ms`, the
 members' `started_ms`/`latency_ms`, and the latency figures inside a selection (its expected
-and actual latencies, service and queue-wait estimates, the reason, which quotes them). Scores
+and actual latencies, service and queue-wait estimates, the reason, which quotes them, and
+whether a variant is on the accuracy/latency frontier, which those latencies decide). Scores
 are compared to 1e-5: the same image through the same model gives the same probabilities.
 """
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 # Keys whose values are measured times (or derived from them), at any depth.
 TIMING_KEYS = {"timing_ms", "started_ms", "latency_ms", "reason", "slowdown", "observations",
                "profiled_ms", "observed_mean_ms", "latency_source", "latency_measured",
-               "unmeasured", "profiled_for_request", "overhead_observed"}
+               "unmeasured", "profiled_for_request", "overhead_observed", "on_frontier"}
 LITE_PAIR = ("efficientnet_lite0", "efficientnet_lite1")
 
 # name: (what the call does, given a client and the test's photo)
@@ -69,6 +70,17 @@ def comparable(value: Any) -> Any:
     return value
 
 
+def differences(left: Any, right: Any, path: str = "") -> list[str]:
+    """Where two results differ, path by path: pytest's diff cuts nested dicts short."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return [d for key in sorted(set(left) | set(right), key=str)
+                for d in differences(left.get(key), right.get(key), f"{path}.{key}")]
+    if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        return [d for index, (a, b) in enumerate(zip(left, right, strict=True))
+                for d in differences(a, b, f"{path}[{index}]")]
+    return [] if left == right else [f"{path}: {left!r} != {right!r}"]
+
+
 def fields_of(result: Any) -> Any:
     if isinstance(result, list):
         return [fields_of(r) for r in result]
@@ -101,7 +113,8 @@ def test_every_call_gives_the_same_result_over_rest_and_grpc(call, name, cat_jpe
     operation = CALLS[name]
     over_rest = call("rest", lambda client: operation(client, cat_jpeg))
     over_grpc = call("grpc", lambda client: operation(client, cat_jpeg))
-    assert fields_of(over_grpc) == fields_of(over_rest)
+    assert fields_of(over_grpc) == fields_of(over_rest), differences(
+        fields_of(over_grpc), fields_of(over_rest))
     if name == "select":
         assert over_grpc.model == over_rest.model == over_rest.details["selection"]["chosen"]
         assert isinstance(over_grpc.details["selection"], dict)

@@ -72,8 +72,10 @@ def shorter_side_size(width: float, height: float, target: int) -> tuple[int, in
     return max(target, round(width * scale)), max(target, round(height * scale))
 
 
-def resize_to(image: Image.Image, size: tuple[int, int], interpolation: str) -> Image.Image:
-    return image.resize(size, _RESAMPLE[interpolation])
+def resize_to(image: Image.Image, size: tuple[int, int], interpolation: str,
+              box: Box | None = None) -> Image.Image:
+    """`image` (or its `box`, fractional pixels) resampled to `size`."""
+    return image.resize(size, _RESAMPLE[interpolation], box=box)
 
 
 def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> Image.Image:
@@ -84,7 +86,7 @@ def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> 
             return image
         return resize_to(image, shorter_side_size(width, height, target), interpolation)
     size = shorter_side_size(box[2] - box[0], box[3] - box[1], target)
-    resized = image.resize(size, _RESAMPLE[interpolation], box=box)
+    resized = resize_to(image, size, interpolation, box)
     resized.info.pop(PICTURE_BOX, None)
     return resized
 

@@ -49,8 +49,8 @@ class BatchingConfig:
     # "auto": at warm-up, on the chosen layout, time each power of two up to max_batch_size
     # and form batches of the fastest (on these CPUs Lite0 ran 16-28 % slower per image in
     # batches of 16 than in the best small batch; on a GPU the largest batch wins). The
-    # choice and
-    # its figures are logged and shown in GET /models/{name} (layout.preferred_batch).
+    # choice and its figures are logged and shown in GET /models/{name}
+    # (layout.preferred_batch).
     # The shipped service/config.yaml sets auto; a configuration that leaves it out gets the
     # batches it asks for (as the tests' servers, which check batching itself).
     preferred_batch_size: int | str | None = None

@@ -193,6 +193,7 @@ def run(args: argparse.Namespace) -> dict:
                                     **shipped_batching(args.server_root), **margin},
                           root=args.server_root)
     try:
+        report["server_layout"] = served_layout(server.http_url)
         url = server.http_url + "/classify"
         for name, (data, kind) in files.items():
             report["photos"][name]["single_request_ms"] = single_request_ms(url, data, kind,
@@ -239,6 +240,21 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def served_layout(http_url: str) -> dict | None:
+    """The instances, threads and batch size the server chose for MODEL at its start
+    (`GET /models/{name}`): small photos are mostly inference, so these move their rate, and
+    the ratios, from one start to the next. None for a server that does not report them."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{http_url}/models/{MODEL}", timeout=30) as response:
+        layout = json.load(response).get("layout")
+    if not layout:
+        return None
+    return {"instances": layout["instances"], "threads": layout["threads_per_instance"],
+            "batch_size": layout["preferred_batch"]["size"],
+            "chosen_by": layout["chosen_by"]}
+
+
 def markdown(report: dict) -> str:
     lines = ["| photo | bytes | decode full / scaled (ms) | single request (ms) | REST img/s "
              "(ratio to small) | gRPC img/s (ratio) | server CPU ms/image |",
@@ -249,6 +265,11 @@ def markdown(report: dict) -> str:
             f" | {row.get('single_request_ms')} | {row.get('rest_images_per_s')} "
             f"({row.get('rest_ratio_to_small')}) | {row.get('grpc_images_per_s')} "
             f"({row.get('grpc_ratio_to_small')}) | {row.get('server_cpu_ms_per_image')} |")
+    layout = report.get("server_layout")
+    if layout:
+        lines += ["", f"Server layout ({layout['chosen_by']}): {layout['instances']} "
+                      f"instance(s) x {layout['threads']} thread(s), batches of up to "
+                      f"{layout['batch_size']}"]
     flood = report.get("flood")
     if flood:
         lines += ["", f"Flood ({flood['clients']} clients posting 12 MP for "

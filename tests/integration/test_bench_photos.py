@@ -37,6 +37,9 @@ def test_bench_photos_measures_every_size_and_a_flood(tmp_path, capsys):
             small = report["photos"]["small"][f"{protocol}_images_per_s"]
             assert row[f"{protocol}_ratio_to_small"] == pytest.approx(
                 row[f"{protocol}_images_per_s"] / small, abs=0.01)
+    layout = report["server_layout"]  # what the server chose at its start, to read by
+    assert layout["instances"] >= 1 and layout["threads"] >= 1 and layout["batch_size"] >= 1
+    assert layout["chosen_by"] in ("measurement", "configuration")
     flood = report["flood"]
     assert flood["clients"] == 2 and flood["small_requests"] > 0 and flood["small_failed"] == 0
     assert flood["small_p99_ms"] >= flood["small_p50_ms"] > 0
@@ -51,3 +54,4 @@ def test_bench_photos_measures_every_size_and_a_flood(tmp_path, capsys):
     assert served["dct_scale_margin"] == report["dct_scale_margin"] == 1
     printed = capsys.readouterr().out
     assert "| small |" in printed and "Flood (2 clients" in printed
+    assert f"{layout['instances']} instance(s) x {layout['threads']} thread(s)" in printed

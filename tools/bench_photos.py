@@ -22,7 +22,10 @@ server process tree, sampled every 100 ms.
 `--server-root PATH` runs the service of another checkout (an older commit's git worktree)
 with this one's environment and store: the "before" figures of docs/benchmarks.md. The
 server gets only `default_model`, `startup_models` and its checkout's shipped batching
-(service/config.yaml), so each runs its own defaults.
+(service/config.yaml), so each runs its own defaults. The report names the layout the
+server chose at its start (`instances: auto` times the candidates then): the small photo is
+mostly inference, so the layout moves its rate, and the ratios, from one start to the next.
+`--instances N` holds the layout fixed to compare them.
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ def run(args: argparse.Namespace) -> dict:
         "server_root": str(args.server_root), "model": MODEL,
         "concurrency": args.concurrency, "seconds_each": args.seconds, "rounds": args.rounds,
         "dct_scale_margin": args.dct_scale_margin or "the checkout's default",
+        "instances": args.instances or "the checkout's default",
         "photos": {name: {"bytes": len(data), "content_type": kind}
                    for name, (data, kind) in files.items()}}
     for name, (data, _) in files.items():
@@ -189,8 +193,11 @@ def run(args: argparse.Namespace) -> dict:
     workdir = args.home / "server-photos"
     workdir.mkdir(parents=True, exist_ok=True)
     margin = {"dct_scale_margin": args.dct_scale_margin} if args.dct_scale_margin else {}
+    batching = shipped_batching(args.server_root)
+    if args.instances:  # a layout held fixed, to compare ratios between layouts
+        batching["batching"] = {**batching.get("batching", {}), "instances": args.instances}
     server = start_server(workdir, {"default_model": MODEL, "startup_models": [MODEL],
-                                    **shipped_batching(args.server_root), **margin},
+                                    **batching, **margin},
                           root=args.server_root)
     try:
         report["server_layout"] = served_layout(server.http_url)
@@ -299,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=BENCH_HOME)
     parser.add_argument("--dct-scale-margin", type=float,
                         help="serve with this dct_scale_margin (default: the checkout's)")
+    parser.add_argument("--instances", type=int,
+                        help="serve with this many model instances, the cores divided among "
+                             "them (default: the checkout's, `auto` as shipped)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     args.photos = args.photos.split(",")

@@ -12,9 +12,14 @@
   the bench's small, 3 MP and 12 MP photos, each decoded at the scale the service chooses
   for the model (simplejpeg held to the same power-of-two scale): CPU ms (the header read
   for admission included in both) and whether the pixels are identical.
+- `--starts`: the service started as `make bench` starts it (the model alone, the shipped
+  batching; `--shipped`: the shipped configuration whole), once a round: the layout and
+  batch size its start-up measurement chose for the model, with the speeds behind them, and
+  the seconds until it was ready. How often the choice changes from one start to the next is
+  how much the machine's drift decides it. `--server-root PATH` starts another checkout.
 
-    python -m tools.bench_costs --decode --batches --decoders [--model efficientnet_lite0]
-        [--rounds 2]
+    python -m tools.bench_costs --decode --batches --decoders --starts [--shipped]
+        [--model efficientnet_lite0] [--rounds 2] [--server-root PATH]
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import functools
 import math
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
 from model_store import registry
 from service.core.layout import candidate_batch_sizes, images_per_second
+from tools.launch import ROOT
 
 MARGINS = (1, 2)
 
@@ -121,20 +128,61 @@ def batch_speeds(model: str, instances: int, max_batch: int) -> dict[int, float]
         for size in candidate_batch_sizes(max_batch)}
 
 
+def start_choice(model: str, shipped: bool = False, root: Path = ROOT) -> dict:
+    """What one start of the service chose for `model` at warm-up (`GET /models/{name}`'s
+    layout), and the seconds from launch to ready: serving `model` alone with the shipped
+    batching, or (`shipped`) the shipped configuration whole, all its start-up models, of the
+    checkout at `root`."""
+    import json
+    import tempfile
+    import urllib.request
+
+    import yaml
+
+    from tools.launch import shipped_batching, start_server, stop_server
+
+    config = (yaml.safe_load((root / "service" / "config.yaml").read_text()) if shipped
+              else {"default_model": model, "startup_models": [model],
+                    **shipped_batching(root)})
+    with tempfile.TemporaryDirectory(prefix="convzoo-start-") as workdir:
+        started = time.perf_counter()
+        server = start_server(Path(workdir), config, root=root)
+        ready_s = time.perf_counter() - started
+        try:
+            with urllib.request.urlopen(f"{server.http_url}/models/{model}",
+                                        timeout=30) as response:
+                layout = json.load(response)["layout"]
+        finally:
+            stop_server(server)
+    batch = layout["preferred_batch"]
+    return {"ready_s": round(ready_s, 1),
+            "layout": f"{layout['instances']} x {layout['threads_per_instance']}",
+            "layouts_measured": {f"{m['instances']} x {m['threads']}": m["images_per_s"]
+                                 for m in layout["measured"]},
+            "batch_size": batch["size"],
+            "batches_measured": {m["batch_size"]: m["images_per_s"]
+                                 for m in batch["measured"]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_costs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decode", action="store_true")
     parser.add_argument("--batches", action="store_true")
     parser.add_argument("--decoders", action="store_true")
+    parser.add_argument("--starts", action="store_true")
+    parser.add_argument("--shipped", action="store_true",
+                        help="with --starts: start the shipped configuration whole")
+    parser.add_argument("--server-root", type=Path, default=ROOT,
+                        help="with --starts: the checkout whose service to start")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--repeats", type=int, default=20, help="decodes per margin")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    if not (args.decode or args.batches or args.decoders):
-        parser.error("choose any of --decode, --batches, --decoders")
+    if not (args.decode or args.batches or args.decoders or args.starts):
+        parser.error("choose any of --decode, --batches, --decoders, --starts")
     for round_number in range(1, args.rounds + 1):
         if args.decode:
             for margin, cost in decode_costs(args.model, args.repeats).items():
@@ -150,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             speeds = batch_speeds(args.model, args.instances, args.max_batch)
             print(f"round {round_number} batches ({args.instances} x 1 thread, img/s): "
                   + ", ".join(f"{size}: {speed}" for size, speed in speeds.items()), flush=True)
+        if args.starts:
+            chose = start_choice(args.model, args.shipped, args.server_root)
+            print(f"round {round_number} start: ready in {chose['ready_s']} s; layout "
+                  f"{chose['layout']} (img/s: " + ", ".join(
+                      f"{name}: {speed}" for name, speed in chose["layouts_measured"].items())
+                  + f"); batches of up to {chose['batch_size']} (img/s: " + ", ".join(
+                      f"{size}: {speed}" for size, speed in chose["batches_measured"].items())
+                  + ")", flush=True)
     return 0
 
 

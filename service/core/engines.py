@@ -203,12 +203,9 @@ class Engines:
         if preferred != "auto":
             choice = BatchSizeChoice(preferred)
         else:
-            known = ({layout.batch_size: max(m.images_per_s for m in layout.measured
-                                             if m.instances == layout.instances)}
-                     if layout.measured else None)
             choice = choose_batch_size(
                 backend.run, functools.partial(noise_batch, spec), layout.instances,
-                batching.max_batch_size, known)
+                batching.max_batch_size)
         return backend, dataclasses.replace(layout, preferred_batch=choice)
 
     def _build_layout(self, spec: ModelSpec, stored: StoredModel

@@ -7,32 +7,43 @@ second thread, which waits at every parallel section, so two single-thread insta
 about a fifth faster on two cores, while ResNet-50's large convolutions split well and run as
 fast either way (docs/benchmarks.md). So instead of guessing, each candidate layout runs real
 batches of the configured size for a moment, every instance at once, and the fastest is kept:
-Triton's Model Analyzer idea, done at start-up. A layout must beat one instance on all cores
-by `MIN_GAIN` to be chosen, since one instance gives the lowest single-request latency.
+Triton's Model Analyzer idea, done at start-up. The candidates are timed in turns, over
+`MEASUREMENT_ROUNDS` rounds, and each keeps its median: timed once each, one after another,
+this VM's drift decided the choice (six starts of the same server chose either layout, and
+batches of 1 or 16, whose served speeds differ by a fifth and more: docs/benchmarks.md).
+A layout must beat one instance on all cores by `MIN_GAIN` to be chosen, since one instance
+gives the lowest single-request latency.
 
 The batch size is measured the same way (`batching.preferred_batch_size: auto`). On a GPU a
 larger batch is nearly free; on these CPUs EfficientNet-Lite0 ran 16-28 % slower per image
 in batches of 16 than in the best small batch, its activations no longer fitting the caches
 (docs/benchmarks.md). So on the chosen layout each power of two up to the largest batch runs
-for a moment, and the batcher forms batches of the fastest; the largest stays unless a
+in the same turns, and the batcher forms batches of the fastest; the largest stays unless a
 smaller one beats it by `MIN_GAIN`. A model's output for an image does not depend on the
 batch it ran in (checked in tests/unit/service/core/test_layout.py).
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
-# Each instance runs at least this many batches, and the whole measurement at least this long.
-MIN_RUNS_PER_INSTANCE = 3
-MIN_SECONDS = 0.3
+# Each candidate is timed this many times, in turns with the others; its median counts.
+MEASUREMENT_ROUNDS = 3
+# In each timing every instance runs at least this many batches, and the timing lasts at least
+# this long: three rounds of one batch take what one timing of three batches used to.
+MIN_RUNS_PER_INSTANCE = 1
+MIN_SECONDS = 0.15
 # Gains below this are within this kind of machine's minute-to-minute drift.
 MIN_GAIN = 0.05
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,10 @@ def candidate_layouts(cores: int) -> list[tuple[int, int]]:
 
 
 def images_per_second(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
-                      instances: int) -> float:
+                      instances: int, warm_up: bool = True) -> float:
     """Throughput of `instances` threads each running `batch` through `run` at once."""
-    run(batch)  # allocations and kernel choice, off the clock
+    if warm_up:
+        run(batch)  # allocations and kernel choice, off the clock
     counts = [0] * instances
     stop = threading.Event()
 
@@ -123,18 +135,32 @@ def images_per_second(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
     return sum(counts) * len(batch) / (time.perf_counter() - started)
 
 
+def median_speeds(candidates: dict[K, tuple[Callable[[np.ndarray], np.ndarray], np.ndarray,
+                                             int]],
+                  rounds: int = MEASUREMENT_ROUNDS) -> dict[K, float]:
+    """Images per second of each candidate (run, batch, instances side by side): timed in
+    turns, `rounds` times, the median kept, so that a slow moment of the machine costs every
+    candidate alike instead of deciding between them."""
+    speeds: dict[K, list[float]] = {key: [] for key in candidates}
+    for round_ in range(rounds):
+        for key, (run, batch, instances) in candidates.items():
+            speeds[key].append(images_per_second(run, batch, instances,
+                                                 warm_up=round_ == 0))
+    return {key: statistics.median(timed) for key, timed in speeds.items()}
+
+
 def choose_layout(make_runner: Callable[[int], Callable[[np.ndarray], np.ndarray]],
                   batch: np.ndarray, cores: int) -> tuple[LayoutChoice, Callable]:
     """The fastest layout for `batch` and the runner built for it (the others are dropped).
 
     `make_runner(threads)` builds the model with that many intra-op threads and returns its
     batch function."""
-    measured, runners = [], {}
-    for instances, threads in candidate_layouts(cores):
-        runner = make_runner(threads)
-        speed = images_per_second(runner, batch, instances)
-        measured.append(LayoutTiming(instances, threads, speed))
-        runners[instances] = runner
+    layouts = candidate_layouts(cores)
+    runners = {instances: make_runner(threads) for instances, threads in layouts}
+    speeds = median_speeds({instances: (runners[instances], batch, instances)
+                            for instances, _ in layouts})
+    measured = [LayoutTiming(instances, threads, speeds[instances])
+                for instances, threads in layouts]
     single = measured[0]
     best = max(measured, key=lambda m: m.images_per_s)
     if best is not single and best.images_per_s < single.images_per_s * (1 + MIN_GAIN):
@@ -160,14 +186,12 @@ def candidate_batch_sizes(max_batch_size: int) -> list[int]:
 
 def choose_batch_size(run: Callable[[np.ndarray], np.ndarray],
                       make_batch: Callable[[int], np.ndarray], instances: int,
-                      max_batch_size: int, known: dict[int, float] | None = None
-                      ) -> BatchSizeChoice:
+                      max_batch_size: int) -> BatchSizeChoice:
     """The batch size at which `instances` runners side by side serve the most images per
-    second; `known` holds sizes already timed (the layout's own measurement)."""
-    speeds = dict(known or {})
-    for size in candidate_batch_sizes(max_batch_size):
-        if size not in speeds:
-            speeds[size] = images_per_second(run, make_batch(size), instances)
+    second. The largest is timed again, in turns with the others, though the layout's
+    measurement ran it: a speed timed at another moment is not comparable on this VM."""
+    speeds = median_speeds({size: (run, make_batch(size), instances)
+                            for size in candidate_batch_sizes(max_batch_size)})
     largest = speeds[max_batch_size]
     fastest = max(speeds, key=lambda size: speeds[size])
     chosen = (fastest if speeds[fastest] >= largest * (1 + MIN_GAIN) else max_batch_size)

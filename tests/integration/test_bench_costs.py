@@ -30,3 +30,21 @@ def test_the_jpeg_decoders_are_compared_on_identical_pixels(capsys):
     assert all(c["pillow_ms"] > 0 and c["simplejpeg_ms"] > 0 for c in costs.values())
     assert bench_costs.main(["--decoders", "--rounds", "1", "--repeats", "1"]) == 0
     assert "decoders 12mp: decoded" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_start_reports_the_layout_and_batch_its_measurement_chose(monkeypatch, capsys):
+    chose = bench_costs.start_choice("efficientnet_lite0")
+    # the shipped batching measures both: every candidate timed, the chosen one among them
+    assert chose["layout"] in chose["layouts_measured"]
+    assert set(chose["batches_measured"]) == {1, 2, 4, 8, 16}
+    assert chose["batch_size"] in chose["batches_measured"]
+    assert all(speed > 0 for speed in [*chose["layouts_measured"].values(),
+                                       *chose["batches_measured"].values()])
+    assert chose["ready_s"] > 0
+    monkeypatch.setattr(bench_costs, "start_choice", lambda model, shipped, root: chose)
+    assert bench_costs.main(["--starts", "--rounds", "2"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if " start: " in line]
+    assert [line.split()[1] for line in printed] == ["1", "2"]
+    assert f"layout {chose['layout']} (img/s: " in printed[0]
+    assert f"batches of up to {chose['batch_size']} (img/s: 1: " in printed[0]

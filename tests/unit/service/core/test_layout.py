@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from service.core.layout import (
+    MEASUREMENT_ROUNDS,
     MIN_GAIN,
     BatchSizeChoice,
     LayoutChoice,
@@ -21,6 +22,7 @@ from service.core.layout import (
     choose_batch_size,
     choose_layout,
     images_per_second,
+    median_speeds,
 )
 
 
@@ -79,7 +81,7 @@ def test_the_faster_single_instance_is_kept():
 def test_one_instance_stays_unless_another_layout_wins_by_the_margin(monkeypatch):
     speeds = {1: 100.0, 2: 100.0 * (1 + MIN_GAIN / 2)}  # instances -> images/s
     monkeypatch.setattr("service.core.layout.images_per_second",
-                        lambda run, batch, instances: speeds[instances])
+                        lambda run, batch, instances, warm_up=True: speeds[instances])
     make, _ = sleeping_model({2: 0.0, 1: 0.0})
     choice, _ = choose_layout(make, BATCH, cores=2)
     assert (choice.instances, choice.threads) == (1, 2)
@@ -121,25 +123,48 @@ def test_a_smaller_batch_that_runs_faster_per_image_is_chosen():
     assert choice.to_dict()["chosen_by"] == "measurement"
 
 
-def test_the_largest_batch_stays_unless_beaten_clearly():
+def test_the_largest_batch_stays_unless_beaten_clearly(monkeypatch):
     # A GPU's shape: larger batches cost less per image.
     run = batch_cost_model({1: 0.008, 2: 0.006, 4: 0.004})
     choice = choose_batch_size(run, make_batch, instances=2, max_batch_size=4)
     assert choice.size == 4 and "no smaller batch beat it" in choice.reason
     # A smaller batch within MIN_GAIN of the largest does not displace it.
     almost = {4: 100.0, 1: 100.0 * (1 + MIN_GAIN / 2), 2: 90.0}
-    choice = choose_batch_size(batch_cost_model({}), make_batch, 1, 4, known=almost)
-    assert choice.size == 4
+    monkeypatch.setattr("service.core.layout.images_per_second",
+                        lambda run, batch, instances, warm_up=True: almost[len(batch)])
+    assert choose_batch_size(batch_cost_model({}), make_batch, 1, 4).size == 4
 
 
-def test_sizes_already_timed_are_not_run_again():
+def test_candidates_are_timed_in_turns_and_keep_their_median(monkeypatch):
+    # The machine slows down for one timing of each candidate, at a different moment for
+    # each: in turns, with medians, the faster candidate still wins.
+    calls: list[tuple[str, bool]] = []
+    timings = iter([100.0, 60.0,    # round 1: b in a slow moment
+                    40.0, 90.0,     # round 2: a in a slow moment
+                    100.0, 90.0])   # round 3
+
+    def timed(run, batch, instances, warm_up=True):
+        calls.append((run, warm_up))
+        return next(timings)
+    monkeypatch.setattr("service.core.layout.images_per_second", timed)
+    speeds = median_speeds({"a": ("a", BATCH, 1), "b": ("b", BATCH, 1)})
+    assert speeds == {"a": 100.0, "b": 90.0}
+    assert [run for run, _ in calls] == ["a", "b"] * MEASUREMENT_ROUNDS
+    # warmed up once, before its first timing
+    assert [warm for _, warm in calls] == [True, True] + [False, False] * 2
+
+
+def test_every_batch_size_is_timed_in_the_same_turns_as_the_largest():
     ran: list[int] = []
 
     def run(batch):
         ran.append(len(batch))
         return batch
-    choose_batch_size(run, make_batch, 1, 4, known={4: 10.0})
-    assert 4 not in ran and {1, 2} <= set(ran)
+    choice = choose_batch_size(run, make_batch, 1, 4)
+    assert [size for size, _ in choice.measured] == [1, 2, 4]
+    # the sizes in the order they ran, each stretch of one size counted once: in turns
+    turns = [size for i, size in enumerate(ran) if i == 0 or ran[i - 1] != size]
+    assert turns == [1, 2, 4] * MEASUREMENT_ROUNDS
 
 
 def test_the_batch_sizes_run_are_those_the_measurements_timed():

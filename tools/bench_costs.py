@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from model_store import registry
-from service.core.layout import candidate_batch_sizes, images_per_second
+from service.core.layout import candidate_batch_sizes, median_speeds
 from tools.launch import ROOT
 
 MARGINS = (1, 2)
@@ -123,9 +123,10 @@ def batch_speeds(model: str, instances: int, max_batch: int) -> dict[int, float]
     spec = registry.get(model).input
     backend = OnnxRuntimeBackend(stored, device="cpu", threads=1)
     rng = np.random.default_rng(0)
-    return {size: round(images_per_second(backend.run, rng.standard_normal(
-        (size, spec.channels, spec.size, spec.size), dtype=np.float32), instances), 1)
-        for size in candidate_batch_sizes(max_batch)}
+    speeds = median_speeds({size: (backend.run, rng.standard_normal(
+        (size, spec.channels, spec.size, spec.size), dtype=np.float32), instances)
+        for size in candidate_batch_sizes(max_batch)})
+    return {size: round(speed, 1) for size, speed in speeds.items()}
 
 
 def start_choice(model: str, shipped: bool = False, root: Path = ROOT) -> dict:

@@ -134,9 +134,7 @@ def start_choice(model: str, shipped: bool = False, root: Path = ROOT) -> dict:
     layout), and the seconds from launch to ready: serving `model` alone with the shipped
     batching, or (`shipped`) the shipped configuration whole, all its start-up models, of the
     checkout at `root`."""
-    import json
     import tempfile
-    import urllib.request
 
     import yaml
 
@@ -150,9 +148,7 @@ def start_choice(model: str, shipped: bool = False, root: Path = ROOT) -> dict:
         server = start_server(Path(workdir), config, root=root)
         ready_s = time.perf_counter() - started
         try:
-            with urllib.request.urlopen(f"{server.http_url}/models/{model}",
-                                        timeout=30) as response:
-                layout = json.load(response)["layout"]
+            layout = server.model_status(model)["layout"]
         finally:
             stop_server(server)
     batch = layout["preferred_batch"]

@@ -216,8 +216,6 @@ class GpuSampler:
 
 def served_rows(name: str, raw: dict[str, dict[str, Any]], args: argparse.Namespace,
                 budget: Budget, report: Report) -> dict[str, Any] | None:
-    import httpx
-
     from model_store import registry
     from tools.launch import start_server, stop_server
 
@@ -243,8 +241,7 @@ def served_rows(name: str, raw: dict[str, dict[str, Any]], args: argparse.Namesp
     utilisation = {"rest": GpuSampler(), "grpc": GpuSampler()}
     failed = 0
     try:
-        execution = httpx.get(f"{server.http_url}/models/{name}", timeout=30).json()[
-            "execution"]
+        execution = server.model_status(name)["execution"]
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         with ProcessPoolExecutor(args.load_processes, mp_context=context) as pool:
             list(pool.map(_ready, range(args.load_processes)))  # started before timing

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from tools.bench import BENCH_HOME, ROOT, _CpuMeter, _KeptAliveClient, grpc_round, rest_round
+from tools.launch import LiveServer
 
 MODEL = "efficientnet_lite0"
 
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
                                     **batching, **margin},
                           root=args.server_root)
     try:
-        report["server_layout"] = served_layout(server.http_url)
+        report["server_layout"] = served_layout(server)
         url = server.http_url + "/classify"
         for name, (data, kind) in files.items():
             report["photos"][name]["single_request_ms"] = single_request_ms(url, data, kind,
@@ -247,14 +248,11 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def served_layout(http_url: str) -> dict | None:
+def served_layout(server: LiveServer) -> dict | None:
     """The instances, threads and batch size the server chose for MODEL at its start
     (`GET /models/{name}`): small photos are mostly inference, so these move their rate, and
     the ratios, from one start to the next. None for a server that does not report them."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{http_url}/models/{MODEL}", timeout=30) as response:
-        layout = json.load(response).get("layout")
+    layout = server.model_status(MODEL).get("layout")
     if not layout:
         return None
     return {"instances": layout["instances"], "threads": layout["threads_per_instance"],

@@ -74,12 +74,15 @@ class Agreement:
     largest_differing_scaled_gap: float = 0.0
     scaled_gaps: list[float] = field(default_factory=list)
 
-    def near_tie_rule_cases(self) -> int:
+    def near_tie_rule_cases(self, threshold: float | None = None) -> int:
         """How many cases a rule decoding again in full every scaled answer whose top-2 gap
-        is at most the widest among the changed ones would decode twice (0: none changed)."""
-        if self.top1_same == self.cases:
-            return 0
-        return sum(gap <= self.largest_differing_scaled_gap for gap in self.scaled_gaps)
+        is at most `threshold` would decode twice; by default the widest gap among this
+        table's changes, the least that undoes them all (0: none changed)."""
+        if threshold is None:
+            if self.top1_same == self.cases:
+                return 0
+            threshold = self.largest_differing_scaled_gap
+        return sum(gap <= threshold for gap in self.scaled_gaps)
 
     def add(self, case: str, full: np.ndarray, scaled: np.ndarray, stretched: np.ndarray
             ) -> None:
@@ -186,11 +189,12 @@ def markdown(report: dict) -> str:
              "where differing: full / scaled | decoded twice by a near-tie rule that undoes "
              "them all | fragile of all | mean top-5 overlap | largest top-1 probability "
              "change (case) |", "|---|---|---|---|---|---|---|---|---|"]
-    for a in report["agreement"]:
+    tables = [Agreement(**a) for a in report["agreement"]]
+    for a, table in zip(report["agreement"], tables, strict=True):
         differing = a["cases"] - a["top1_same"]
         gap = (f"{a['largest_differing_gap']:.4f} / {a['largest_differing_scaled_gap']:.4f}"
                if differing else "-")
-        twice = f"{Agreement(**a).near_tie_rule_cases()}/{a['cases']}" if differing else "-"
+        twice = f"{table.near_tie_rule_cases()}/{a['cases']}" if differing else "-"
         lines.append(
             f"| {a['model']} | {a['crops']} | {a['top1_same']}/{a['cases']} | "
             f"{a['differing_fragile']}/{differing} | {gap} | {twice} | "
@@ -206,9 +210,8 @@ def markdown(report: dict) -> str:
                  for a in report["agreement"] if a["differing"]]
     if differing:
         lines += ["", "Top-1 differs on: " + "; ".join(differing)]
-        tables = [Agreement(**a) for a in report["agreement"]]
         widest = max(t.largest_differing_scaled_gap for t in tables)
-        twice = sum(gap <= widest for t in tables for gap in t.scaled_gaps)
+        twice = sum(t.near_tie_rule_cases(widest) for t in tables)
         lines += ["", f"One near-tie rule for every table, decoding again in full each scaled "
                       f"answer whose top-2 gap is at most {widest:.4f}, would undo every change "
                       f"and decode {twice} of {sum(t.cases for t in tables)} cases twice."]

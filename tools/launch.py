@@ -73,6 +73,13 @@ class LiveServer:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def model_status(self, name: str) -> dict:
+        """`GET /models/{name}`: the model's status as the server reports it (its weights,
+        execution, the layout and batches its start chose)."""
+        response = httpx.get(f"{self.http_url}/models/{name}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
 
 def start_server(workdir: Path, config: dict, ready_timeout: float = 240.0,
                  check_store: bool = True, wait_ready: bool = True,

@@ -205,7 +205,7 @@ class Engines:
         else:
             choice = choose_batch_size(
                 backend.run, functools.partial(noise_batch, spec), layout.instances,
-                batching.max_batch_size)
+                batching.max_batch_size, warmed=layout.batch_sizes_run)
         return backend, dataclasses.replace(layout, preferred_batch=choice)
 
     def _build_layout(self, spec: ModelSpec, stored: StoredModel

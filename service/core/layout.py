@@ -28,7 +28,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -137,15 +137,17 @@ def images_per_second(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
 
 def median_speeds(candidates: dict[K, tuple[Callable[[np.ndarray], np.ndarray], np.ndarray,
                                              int]],
-                  rounds: int = MEASUREMENT_ROUNDS) -> dict[K, float]:
+                  rounds: int = MEASUREMENT_ROUNDS,
+                  warmed: Collection[K] = ()) -> dict[K, float]:
     """Images per second of each candidate (run, batch, instances side by side): timed in
     turns, `rounds` times, the median kept, so that a slow moment of the machine costs every
-    candidate alike instead of deciding between them."""
+    candidate alike instead of deciding between them. Each is warmed up before its first
+    timing unless it is among `warmed` (already run, batch and all)."""
     speeds: dict[K, list[float]] = {key: [] for key in candidates}
     for round_ in range(rounds):
         for key, (run, batch, instances) in candidates.items():
             speeds[key].append(images_per_second(run, batch, instances,
-                                                 warm_up=round_ == 0))
+                                                 warm_up=round_ == 0 and key not in warmed))
     return {key: statistics.median(timed) for key, timed in speeds.items()}
 
 
@@ -186,12 +188,14 @@ def candidate_batch_sizes(max_batch_size: int) -> list[int]:
 
 def choose_batch_size(run: Callable[[np.ndarray], np.ndarray],
                       make_batch: Callable[[int], np.ndarray], instances: int,
-                      max_batch_size: int) -> BatchSizeChoice:
+                      max_batch_size: int, warmed: Collection[int] = ()) -> BatchSizeChoice:
     """The batch size at which `instances` runners side by side serve the most images per
     second. The largest is timed again, in turns with the others, though the layout's
-    measurement ran it: a speed timed at another moment is not comparable on this VM."""
+    measurement ran it: a speed timed at another moment is not comparable on this VM. The
+    sizes `run` already ran (`warmed`: the layout's measurement) are not warmed up again."""
     speeds = median_speeds({size: (run, make_batch(size), instances)
-                            for size in candidate_batch_sizes(max_batch_size)})
+                            for size in candidate_batch_sizes(max_batch_size)},
+                           warmed=warmed)
     largest = speeds[max_batch_size]
     fastest = max(speeds, key=lambda size: speeds[size])
     chosen = (fastest if speeds[fastest] >= largest * (1 + MIN_GAIN) else max_batch_size)

@@ -116,6 +116,27 @@ async def test_the_warm_up_runs_only_the_sizes_no_measurement_ran(tmp_path, monk
         await engines.close()
 
 
+@pytest.mark.parametrize("instances, warmed", [(1, set()), ("auto", {4})])
+async def test_the_batch_size_search_does_not_warm_up_what_the_layouts_ran(
+        tmp_path, monkeypatch, instances, warmed):
+    monkeypatch.setattr(engines_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(layout, "MIN_SECONDS", 0.01)
+    searched: list = []
+
+    def search(*args, warmed=()):
+        searched.append(set(warmed))
+        return layout.choose_batch_size(*args, warmed=warmed)
+    monkeypatch.setattr(engines_module, "choose_batch_size", search)
+    engines, repository = engines_for(tmp_path, OnnxRuntimeLikeBackends(), batching={
+        "max_batch_size": 4, "instances": instances, "preferred_batch_size": "auto"})
+    repository.add("lenet5")
+    try:
+        await engines.engine("lenet5")
+        assert searched == [warmed]  # the layouts' batch of 4 ran on the same backend
+    finally:
+        await engines.close()
+
+
 async def test_a_model_with_no_weights_names_what_is_served(tmp_path):
     engines, repository = engines_for(tmp_path)
     repository.add("efficientnet_lite0")

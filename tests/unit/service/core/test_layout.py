@@ -152,6 +152,11 @@ def test_candidates_are_timed_in_turns_and_keep_their_median(monkeypatch):
     assert [run for run, _ in calls] == ["a", "b"] * MEASUREMENT_ROUNDS
     # warmed up once, before its first timing
     assert [warm for _, warm in calls] == [True, True] + [False, False] * 2
+    # ... unless it already ran (the largest batch, after the layouts' measurement)
+    calls.clear()
+    timings = iter([100.0] * 2 * MEASUREMENT_ROUNDS)
+    median_speeds({"a": ("a", BATCH, 1), "b": ("b", BATCH, 1)}, warmed={"b"})
+    assert [warm for _, warm in calls] == [True, False] + [False, False] * 2
 
 
 def test_every_batch_size_is_timed_in_the_same_turns_as_the_largest():

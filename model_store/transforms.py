@@ -7,17 +7,21 @@ model sees exactly the same preprocessing wherever it runs. Pure numpy/PIL: no t
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from PIL import Image
 
 from model_store.specs import InputSpec
 
-_RESAMPLE = {
+RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
 }
+# Each filter's reach in source pixels at a scale of 1 (Pillow's Resample.c: bilinear's
+# triangle 1, bicubic's 2); a downscale by s widens it s times.
+_FILTER_SUPPORT = {"bilinear": 1.0, "bicubic": 2.0, "nearest": 0.5}
 
 
 # Modes whose values run past 8 bits: PIL's own conversion clips them at 255.
@@ -74,8 +78,26 @@ def shorter_side_size(width: float, height: float, target: int) -> tuple[int, in
 
 def resize_to(image: Image.Image, size: tuple[int, int], interpolation: str,
               box: Box | None = None) -> Image.Image:
-    """`image` (or its `box`, fractional pixels) resampled to `size`."""
-    return image.resize(size, _RESAMPLE[interpolation], box=box)
+    """`image` (or its `box`, fractional pixels) resampled to `size`, in two single-axis
+    passes, horizontal first, the second over the rows the box's filter reaches.
+
+    The order is ours, not Pillow's: since Pillow 13 (python-pillow/Pillow#9549) one call
+    runs the vertical pass first when it reduces the height much more, and given a crop's
+    box it does so for portrait crops; the two orders round differently (up to 6 levels on a
+    fifth of a crop's values). Fixed, the order makes a crop's box resampled alone equal the
+    same crop of the whole image resampled, to within the 32-bit floats Pillow keeps a box's
+    corners in (1 level, on at most 0.03 % of values: tests/unit/model_store)."""
+    left, top, right, bottom = box or (0, 0, *image.size)
+    # Clamped: a box scaled back from a resized size can end a rounding error past the image.
+    left, top = max(0.0, left), max(0.0, top)
+    right, bottom = min(float(image.width), right), min(float(image.height), bottom)
+    reach = _FILTER_SUPPORT[interpolation] * max((bottom - top) / size[1], 1.0) + 1
+    first, last = max(0, math.floor(top - reach)), min(image.height, math.ceil(bottom + reach))
+    rows = image if (first, last) == (0, image.height) else \
+        image.crop((0, first, image.width, last))
+    resample = RESAMPLE[interpolation]
+    wide = rows.resize((size[0], rows.height), resample, box=(left, 0, right, rows.height))
+    return wide.resize(size, resample, box=(0, top - first, size[0], bottom - first))
 
 
 def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> Image.Image:
@@ -91,6 +113,35 @@ def resize_shorter_side(image: Image.Image, target: int, interpolation: str) -> 
     return resized
 
 
+def resized_size(image: Image.Image, target: int) -> tuple[int, int]:
+    """The size `resize_shorter_side(image, target, ...)` gives."""
+    box = picture_box(image)
+    if box is None:
+        if min(image.size) == target:
+            return image.size
+        return shorter_side_size(*image.size, target)
+    return shorter_side_size(box[2] - box[0], box[3] - box[1], target)
+
+
+def resized_centre_crop(image: Image.Image, target: int, size: int,
+                        interpolation: str) -> Image.Image:
+    """The centre `size` x `size` crop of `image` resized to a shorter side of `target`, as
+    `resize_shorter_side` then `centre_crop_box` give it, resampling only the crop's box of
+    the picture: about half the work (the crop is 57 % of a 4:3 photo at 224/256)."""
+    resized = resized_size(image, target)
+    crop = centre_crop_box(*resized, size)
+    picture = picture_box(image)
+    if picture is None:
+        if resized == image.size:
+            return image.crop(crop)
+        picture = (0, 0, *image.size)
+    left, top, right, bottom = picture
+    x_scale, y_scale = (right - left) / resized[0], (bottom - top) / resized[1]
+    return resize_to(image, (size, size), interpolation,
+                     (left + crop[0] * x_scale, top + crop[1] * y_scale,
+                      left + crop[2] * x_scale, top + crop[3] * y_scale))
+
+
 def centre_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the centred size x size square (torchvision's rounding)."""
     left = int(round((width - size) / 2.0))
@@ -104,7 +155,7 @@ def to_model_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
     if image.mode != mode:
         image = image.convert(mode)
     if image.size != (spec.size, spec.size):
-        image = image.resize((spec.size, spec.size), _RESAMPLE[spec.interpolation])
+        image = resize_to(image, (spec.size, spec.size), spec.interpolation)
     pixels = np.asarray(image)
     channels_first = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     scale, offset = _affine(spec.mean, spec.std)
@@ -129,6 +180,5 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     mode = "L" if spec.grayscale else "RGB"
     if image.mode != mode:
         image = image.convert(mode)
-    resized = resize_shorter_side(image, spec.resize, spec.interpolation)
-    cropped = resized.crop(centre_crop_box(*resized.size, spec.size))
-    return to_model_input(cropped, spec)
+    return to_model_input(resized_centre_crop(image, spec.resize, spec.size, spec.interpolation),
+                          spec)

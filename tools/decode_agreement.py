@@ -113,8 +113,8 @@ def _top2_gap(probabilities: np.ndarray) -> float:
     return float(first - second)
 
 
-def _files(name: str) -> list[tuple[str, bytes]]:
-    image = photos.photo(name)
+def sized_files(image: Image.Image) -> list[tuple[str, bytes]]:
+    """`image` as a file at each of SIZES: (label, file bytes)."""
     files = []
     for label, megapixels, fmt in SIZES:
         if megapixels is None:
@@ -156,7 +156,7 @@ def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN,
         table = {scheme: Agreement(model, scheme) for scheme in SCHEMES}
         same_served = same_full = 0
         for name in photo_names:
-            for label, data in _files(name):
+            for label, data in sized_files(photos.photo(name)):
                 full_image = decode_image(data)
                 for scheme in SCHEMES:
                     side = decode_side(spec, scheme)

@@ -34,7 +34,14 @@ import numpy as np
 from PIL import Image
 
 from model_store.specs import InputSpec
-from model_store.transforms import centre_crop_box, resize_shorter_side, to_model_input
+from model_store.transforms import (
+    centre_crop_box,
+    resize_shorter_side,
+    resize_to,
+    resized_centre_crop,
+    resized_size,
+    to_model_input,
+)
 from service.core.arguments import integer_argument
 from service.core.errors import InvalidArgument
 
@@ -128,12 +135,15 @@ def crop_images(image: Image.Image, spec: InputSpec, scheme: int,
     if image.mode != mode:
         image = image.convert(mode)
     base = crop_resize(spec, scheme, resize)
+    if scheme == 1:  # the one crop's box alone is resampled, as `preprocess` does
+        box = centre_crop_box(*resized_size(image, base), spec.size)
+        return [Crop(resized_centre_crop(image, base, spec.size, spec.interpolation), base, box,
+                     False)]
     if scheme != 144:
         resized = resize_shorter_side(image, base, spec.interpolation)
-        boxes = five_boxes(*resized.size, spec.size)[:1 if scheme == 1 else 5]
-        crops = [Crop(resized.crop(box), base, box, False) for box in boxes]
-        return crops if scheme in (1, 5) else _with_mirrors(crops)
-    resample = Image.Resampling[spec.interpolation.upper()]
+        crops = [Crop(resized.crop(box), base, box, False)
+                 for box in five_boxes(*resized.size, spec.size)]
+        return crops if scheme == 5 else _with_mirrors(crops)
     crops = []
     for s in GOOGLENET_SCALES:
         scale = round(base * s / GOOGLENET_SCALES[0])
@@ -143,8 +153,8 @@ def crop_images(image: Image.Image, spec: InputSpec, scheme: int,
                      for x0, y0, x1, y1 in five_boxes(scale, scale, spec.size)]
             crops.extend(Crop(resized.crop(box), scale, box, False) for box in inner)
             square = (left, top, right, bottom)
-            crops.append(Crop(resized.crop(square).resize((spec.size, spec.size), resample),
-                              scale, square, False))
+            crops.append(Crop(resize_to(resized.crop(square), (spec.size, spec.size),
+                                        spec.interpolation), scale, square, False))
     return _with_mirrors(crops)
 
 

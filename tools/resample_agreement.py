@@ -1,0 +1,186 @@
+"""Does resampling only the centre crop's box change the answer? The single-crop input as
+the service makes it (`preprocess`: the crop's own box of the picture resampled, in two
+single-axis passes, horizontal first: `model_store.transforms.resize_to`) against what it
+did before 2026-12-02: the whole picture resized in one Pillow call, then cropped.
+
+The two differ in rounding only: in the order of the passes where Pillow (13, PR 9549) would
+run the vertical one first, and in the 32-bit floats Pillow keeps a box's corners in. For
+every model with real weights and every real photo (tools.photos), as shot and turned a
+quarter (phones send both), at the five sizes of `tools.decode_agreement`, decoded in full
+and as the service decodes it: the share of the crop's pixel values that differ and by how
+much, top-1 agreement, mean top-5 overlap, and the largest change in a top-1 probability.
+Then the median time of both ways, per size, on the first model's scaled decodes of the
+photos as shot.
+
+    python -m tools.resample_agreement [--models efficientnet_lite0 ...] [--photos chelsea ...]
+        [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import numpy as np
+from PIL import Image
+
+from model_store import registry, repository
+from model_store.specs import InputSpec
+from model_store.transforms import (
+    RESAMPLE,
+    centre_crop_box,
+    picture_box,
+    resized_centre_crop,
+    resized_size,
+    to_model_input,
+)
+from service.core.decoding import decode_image
+from service.core.postprocess import softmax
+from tools import photos
+from tools.decode_agreement import DEFAULT_MODELS, SIZES, sized_files
+
+TIMING_REPEATS = 9
+ORIENTATIONS = ("as shot", "turned")
+
+
+def whole_then_crop(image: Image.Image, spec: InputSpec) -> Image.Image:
+    """The centre crop of the whole picture resized in one Pillow call: the single-crop
+    preprocessing before 2026-12-02."""
+    size = resized_size(image, spec.resize)
+    resized = image if size == image.size and picture_box(image) is None else image.resize(
+        size, RESAMPLE[spec.interpolation], box=picture_box(image))
+    return resized.crop(centre_crop_box(*resized.size, spec.size))
+
+
+def crop_box_only(image: Image.Image, spec: InputSpec) -> Image.Image:
+    return resized_centre_crop(image, spec.resize, spec.size, spec.interpolation)
+
+
+@dataclass
+class Agreement:
+    model: str
+    cases: int = 0
+    cases_with_pixels_differing: int = 0
+    largest_share_of_values_differing: float = 0.0
+    largest_value_difference: int = 0
+    top1_same: int = 0
+    top5_overlap_sum: float = 0.0
+    largest_top1_change: float = 0.0
+    worst_case: str = ""
+
+    def add(self, case: str, before: Image.Image, after: Image.Image,
+            probabilities: np.ndarray) -> None:
+        self.cases += 1
+        difference = np.abs(np.asarray(before, np.int16) - np.asarray(after, np.int16))
+        share = float(np.mean(difference > 0))
+        self.cases_with_pixels_differing += share > 0
+        self.largest_share_of_values_differing = max(self.largest_share_of_values_differing,
+                                                     share)
+        self.largest_value_difference = max(self.largest_value_difference,
+                                            int(difference.max()))
+        old, new = probabilities
+        best = int(old.argmax())
+        self.top1_same += best == int(new.argmax())
+        self.top5_overlap_sum += len(set(np.argsort(-old)[:5]) & set(np.argsort(-new)[:5])) / 5
+        change = abs(float(old[best] - new[best]))
+        if change > self.largest_top1_change:
+            self.largest_top1_change, self.worst_case = change, case
+
+
+def _median_ms(work, image: Image.Image, spec: InputSpec) -> float:
+    times = []
+    for _ in range(TIMING_REPEATS):
+        started = time.perf_counter()
+        work(image, spec)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def run(models: tuple[str, ...], photo_names: tuple[str, ...] = photos.PHOTO_NAMES) -> dict:
+    import onnxruntime as ort
+
+    tables: list[Agreement] = []
+    timings: dict[str, dict[str, list[float]]] = {}
+    for model in models:
+        stored = repository.find(model)
+        if stored is None or stored.weights_status != repository.PRETRAINED:
+            print(f"skipping {model}: no real weights in the store", file=sys.stderr)
+            continue
+        spec = registry.get(model).input
+        session = ort.InferenceSession(str(stored.onnx_path),
+                                       providers=["CPUExecutionProvider"])
+        table = Agreement(model)
+        for name, orientation in itertools.product(photo_names, ORIENTATIONS):
+            photo = photos.photo(name)
+            if orientation == "turned":
+                photo = photo.transpose(Image.Transpose.ROTATE_90)
+            for label, data in sized_files(photo):
+                for decoded, min_side in (("in full", None), ("scaled", spec.resize)):
+                    image = decode_image(data, min_side=min_side)
+                    before, after = whole_then_crop(image, spec), crop_box_only(image, spec)
+                    batch = np.stack([to_model_input(before, spec), to_model_input(after, spec)])
+                    probabilities = softmax(session.run(None, {"input": batch})[0])
+                    table.add(f"{name} {orientation} {label} {decoded}", before, after,
+                              probabilities)
+                    if not tables and min_side and orientation == "as shot":  # timed once
+                        row = timings.setdefault(label, {"whole_then_crop_ms": [],
+                                                         "crop_box_ms": []})
+                        row["whole_then_crop_ms"].append(_median_ms(whole_then_crop, image,
+                                                                    spec))
+                        row["crop_box_ms"].append(_median_ms(crop_box_only, image, spec))
+        tables.append(table)
+    return {"date": date.today().isoformat(),
+            "machine": platform.processor() or platform.machine(),
+            "photos": list(photo_names), "sizes": [s[0] for s in SIZES],
+            "agreement": [asdict(t) for t in tables],
+            "timing_model": tables[0].model if tables else None,
+            "timing_ms": {label: {way: round(statistics.median(ms), 2)
+                                  for way, ms in row.items()}
+                          for label, row in timings.items()}}
+
+
+def markdown(report: dict) -> str:
+    lines = ["| model | cases | cases with any value differing | largest share of values "
+             "differing | largest difference (levels) | top-1 same | mean top-5 overlap | "
+             "largest top-1 probability change (case) |", "|---|---|---|---|---|---|---|---|"]
+    for a in report["agreement"]:
+        lines.append(
+            f"| {a['model']} | {a['cases']} | {a['cases_with_pixels_differing']} | "
+            f"{a['largest_share_of_values_differing'] * 100:.3f} % | "
+            f"{a['largest_value_difference']} | {a['top1_same']}/{a['cases']} | "
+            f"{a['top5_overlap_sum'] / max(1, a['cases']):.3f} | "
+            f"{a['largest_top1_change']:.4f} ({a['worst_case']}) |")
+    if report["timing_ms"]:
+        lines += ["", f"{report['timing_model']}, scaled decodes, median ms over the photos:",
+                  "", "| size | resize whole, then crop | crop's box only | ratio |",
+                  "|---|---|---|---|"]
+        for label, row in report["timing_ms"].items():
+            before, after = row["whole_then_crop_ms"], row["crop_box_ms"]
+            lines.append(f"| {label} | {before} | {after} | {after / before:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--photos", nargs="+", default=list(photos.PHOTO_NAMES),
+                        choices=photos.PHOTO_NAMES, help="tools.photos names (default: all)")
+    parser.add_argument("--json", help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    report = run(tuple(args.models), tuple(args.photos))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,15 +1,17 @@
-"""Does resampling only the centre crop's box change the answer? The single-crop input as
-the service makes it (`preprocess`: the crop's own box of the picture resampled, in two
-single-axis passes, horizontal first: `model_store.transforms.resize_to`) against what it
-did before 2026-12-02: the whole picture resized in one Pillow call, then cropped.
+"""Does resampling only the centre crop's box change the answer? The crops as the service
+cuts them now against how it cut them before 2026-12-02.
 
-The two differ in rounding only: in the order of the passes where Pillow (13, PR 9549) would
-run the vertical one first, and in the 32-bit floats Pillow keeps a box's corners in. For
-every model with real weights and every real photo (tools.photos), as shot and turned a
-quarter (phones send both), at the five sizes of `tools.decode_agreement`, decoded in full
-and as the service decodes it: the share of the crop's pixel values that differ and by how
-much, top-1 agreement, mean top-5 overlap, and the largest change in a top-1 probability.
-Then the median time of both ways, per size, on the first model's scaled decodes of the
+Now: the single crop is the crop's own box of the picture resampled alone, and every resize
+runs its two single-axis passes itself, horizontal first (`model_store.transforms.resize_to`).
+Before: the whole picture was resized in one Pillow call, then cropped; since Pillow 13 (PR
+9549) such a call runs the vertical pass first when it reduces the height much more, which
+rounds differently. So the two differ in rounding only: in that order, and in the 32-bit
+floats Pillow keeps a box's corners in. For every model with real weights and every real
+photo (tools.photos), as shot and turned a quarter (phones send both), at the five sizes of
+`tools.decode_agreement`, decoded in full and as the service decodes it, for the 1-crop and
+the 10-crop: the share of the crops' pixel values that differ and by how much, top-1
+agreement, mean top-5 overlap, and the largest change in a top-1 probability. Then the
+median time of the 1-crop both ways, per size, on the first model's scaled decodes of the
 photos as shot.
 
     python -m tools.resample_agreement [--models efficientnet_lite0 ...] [--photos chelsea ...]
@@ -33,39 +35,39 @@ from PIL import Image
 
 from model_store import registry, repository
 from model_store.specs import InputSpec
-from model_store.transforms import (
-    RESAMPLE,
-    centre_crop_box,
-    picture_box,
-    resized_centre_crop,
-    resized_size,
-    to_model_input,
-)
+from model_store.transforms import RESAMPLE, picture_box, resized_size, to_model_input
+from service.core.crops import crop_images, crop_resize, decode_side, five_boxes
 from service.core.decoding import decode_image
 from service.core.postprocess import softmax
 from tools import photos
 from tools.decode_agreement import DEFAULT_MODELS, SIZES, sized_files
 
 TIMING_REPEATS = 9
+SCHEMES = {1: 1, 10: 5}  # crop scheme: how many boxes are cut (10-crop mirrors its five)
 ORIENTATIONS = ("as shot", "turned")
 
 
-def whole_then_crop(image: Image.Image, spec: InputSpec) -> Image.Image:
-    """The centre crop of the whole picture resized in one Pillow call: the single-crop
-    preprocessing before 2026-12-02."""
-    size = resized_size(image, spec.resize)
+def former_crops(image: Image.Image, spec: InputSpec, scheme: int) -> list[Image.Image]:
+    """The scheme's crops as the service cut them before 2026-12-02: from the whole picture
+    resized in one Pillow call (Pillow choosing the order of its passes)."""
+    size = resized_size(image, crop_resize(spec, scheme))
     resized = image if size == image.size and picture_box(image) is None else image.resize(
         size, RESAMPLE[spec.interpolation], box=picture_box(image))
-    return resized.crop(centre_crop_box(*resized.size, spec.size))
+    crops = [resized.crop(box) for box in five_boxes(*resized.size, spec.size)[:SCHEMES[scheme]]]
+    if scheme == 10:
+        crops += [crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for crop in crops]
+    return crops
 
 
-def crop_box_only(image: Image.Image, spec: InputSpec) -> Image.Image:
-    return resized_centre_crop(image, spec.resize, spec.size, spec.interpolation)
+def served_crops(image: Image.Image, spec: InputSpec, scheme: int) -> list[Image.Image]:
+    """The scheme's crops as the service cuts them now (`crop_images`)."""
+    return [crop.image for crop in crop_images(image, spec, scheme)]
 
 
 @dataclass
 class Agreement:
     model: str
+    crops: int
     cases: int = 0
     cases_with_pixels_differing: int = 0
     largest_share_of_values_differing: float = 0.0
@@ -75,10 +77,12 @@ class Agreement:
     largest_top1_change: float = 0.0
     worst_case: str = ""
 
-    def add(self, case: str, before: Image.Image, after: Image.Image,
+    def add(self, case: str, before: list[Image.Image], after: list[Image.Image],
             probabilities: np.ndarray) -> None:
+        """`probabilities`: the crops' mean, before and after, as two rows."""
         self.cases += 1
-        difference = np.abs(np.asarray(before, np.int16) - np.asarray(after, np.int16))
+        difference = np.abs(np.stack([np.asarray(c, np.int16) for c in before])
+                            - np.stack([np.asarray(c, np.int16) for c in after]))
         share = float(np.mean(difference > 0))
         self.cases_with_pixels_differing += share > 0
         self.largest_share_of_values_differing = max(self.largest_share_of_values_differing,
@@ -94,11 +98,11 @@ class Agreement:
             self.largest_top1_change, self.worst_case = change, case
 
 
-def _median_ms(work, image: Image.Image, spec: InputSpec) -> float:
+def _median_ms(cut, image: Image.Image, spec: InputSpec) -> float:
     times = []
     for _ in range(TIMING_REPEATS):
         started = time.perf_counter()
-        work(image, spec)
+        cut(image, spec, 1)
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
@@ -116,26 +120,33 @@ def run(models: tuple[str, ...], photo_names: tuple[str, ...] = photos.PHOTO_NAM
         spec = registry.get(model).input
         session = ort.InferenceSession(str(stored.onnx_path),
                                        providers=["CPUExecutionProvider"])
-        table = Agreement(model)
+
+        def probabilities(crops: list[Image.Image], session=session, spec=spec) -> np.ndarray:
+            batch = np.stack([to_model_input(crop, spec) for crop in crops])
+            return softmax(session.run(None, {"input": batch})[0]).mean(axis=0)
+
+        table = {scheme: Agreement(model, scheme) for scheme in SCHEMES}
         for name, orientation in itertools.product(photo_names, ORIENTATIONS):
             photo = photos.photo(name)
             if orientation == "turned":
                 photo = photo.transpose(Image.Transpose.ROTATE_90)
             for label, data in sized_files(photo):
-                for decoded, min_side in (("in full", None), ("scaled", spec.resize)):
-                    image = decode_image(data, min_side=min_side)
-                    before, after = whole_then_crop(image, spec), crop_box_only(image, spec)
-                    batch = np.stack([to_model_input(before, spec), to_model_input(after, spec)])
-                    probabilities = softmax(session.run(None, {"input": batch})[0])
-                    table.add(f"{name} {orientation} {label} {decoded}", before, after,
-                              probabilities)
-                    if not tables and min_side and orientation == "as shot":  # timed once
-                        row = timings.setdefault(label, {"whole_then_crop_ms": [],
-                                                         "crop_box_ms": []})
-                        row["whole_then_crop_ms"].append(_median_ms(whole_then_crop, image,
-                                                                    spec))
-                        row["crop_box_ms"].append(_median_ms(crop_box_only, image, spec))
-        tables.append(table)
+                for decoded, scaled in (("in full", False), ("scaled", True)):
+                    for scheme in SCHEMES:
+                        image = decode_image(data, min_side=decode_side(spec, scheme)
+                                             if scaled else None)
+                        before = former_crops(image, spec, scheme)
+                        after = served_crops(image, spec, scheme)
+                        table[scheme].add(f"{name} {orientation} {label} {decoded}", before,
+                                          after, np.stack([probabilities(before),
+                                                           probabilities(after)]))
+                        if scheme == 1 and scaled and orientation == "as shot" and not tables:
+                            row = timings.setdefault(label, {"whole_then_crop_ms": [],
+                                                             "crop_box_ms": []})
+                            row["whole_then_crop_ms"].append(_median_ms(former_crops, image,
+                                                                        spec))
+                            row["crop_box_ms"].append(_median_ms(served_crops, image, spec))
+        tables.extend(table.values())
     return {"date": date.today().isoformat(),
             "machine": platform.processor() or platform.machine(),
             "photos": list(photo_names), "sizes": [s[0] for s in SIZES],
@@ -147,18 +158,20 @@ def run(models: tuple[str, ...], photo_names: tuple[str, ...] = photos.PHOTO_NAM
 
 
 def markdown(report: dict) -> str:
-    lines = ["| model | cases | cases with any value differing | largest share of values "
-             "differing | largest difference (levels) | top-1 same | mean top-5 overlap | "
-             "largest top-1 probability change (case) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | crops | cases | cases with any value differing | largest share of "
+             "values differing | largest difference (levels) | top-1 same | mean top-5 overlap "
+             "| largest top-1 probability change (case) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for a in report["agreement"]:
         lines.append(
-            f"| {a['model']} | {a['cases']} | {a['cases_with_pixels_differing']} | "
+            f"| {a['model']} | {a['crops']} | {a['cases']} | {a['cases_with_pixels_differing']} | "
             f"{a['largest_share_of_values_differing'] * 100:.3f} % | "
             f"{a['largest_value_difference']} | {a['top1_same']}/{a['cases']} | "
             f"{a['top5_overlap_sum'] / max(1, a['cases']):.3f} | "
             f"{a['largest_top1_change']:.4f} ({a['worst_case']}) |")
     if report["timing_ms"]:
-        lines += ["", f"{report['timing_model']}, scaled decodes, median ms over the photos:",
+        lines += ["", f"{report['timing_model']}, 1-crop of the scaled decodes, median ms over "
+                      "the photos:",
                   "", "| size | resize whole, then crop | crop's box only | ratio |",
                   "|---|---|---|---|"]
         for label, row in report["timing_ms"].items():

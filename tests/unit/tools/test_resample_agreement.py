@@ -1,4 +1,4 @@
-"""tools.resample_agreement's two ways and its counting, without a model."""
+"""tools.resample_agreement's two ways of cutting crops and its counting, without a model."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ def test_both_ways_give_the_models_crop_from_the_same_picture_box():
     spec = registry.get("efficientnet_lite0").input
     image = Image.fromarray(data.coffee()).resize((1062, 707))
     image.info[PICTURE_BOX] = (0.0, 0.0, 1061.75, 706.25)  # as a 1/4 DCT decode records
-    before = resample_agreement.whole_then_crop(image, spec)
-    after = resample_agreement.crop_box_only(image, spec)
-    assert before.size == after.size == (spec.size, spec.size)
-    difference = np.abs(np.asarray(before, np.int16) - np.asarray(after, np.int16))
-    assert difference.max() <= 1 and np.mean(difference > 0) < 0.001
+    for scheme, count in ((1, 1), (10, 10)):
+        before = resample_agreement.former_crops(image, spec, scheme)
+        after = resample_agreement.served_crops(image, spec, scheme)
+        assert len(before) == len(after) == count
+        assert {crop.size for crop in before + after} == {(spec.size, spec.size)}
+        difference = np.abs(np.stack([np.asarray(c, np.int16) for c in before])
+                            - np.stack([np.asarray(c, np.int16) for c in after]))
+        # a landscape photo: Pillow ran the horizontal pass first as well
+        assert difference.max() <= 1 and np.mean(difference > 0) < 0.001
 
 
 def _probabilities(best: int, top: float = 0.55) -> np.ndarray:
@@ -29,12 +33,12 @@ def _probabilities(best: int, top: float = 0.55) -> np.ndarray:
 
 
 def test_agreement_counts_pixels_top1_top5_and_the_largest_change():
-    table = resample_agreement.Agreement("m")
+    table = resample_agreement.Agreement("m", 1)
     same = Image.new("L", (10, 10), 100)
     one_off = same.copy()
     one_off.putpixel((0, 0), 101)
-    table.add("identical", same, same, np.stack([_probabilities(1), _probabilities(1)]))
-    table.add("one value off", same, one_off,
+    table.add("identical", [same], [same], np.stack([_probabilities(1), _probabilities(1)]))
+    table.add("one value off", [same], [one_off],
               np.stack([_probabilities(2), _probabilities(3, 0.6)]))
     assert (table.cases, table.cases_with_pixels_differing, table.top1_same) == (2, 1, 1)
     assert table.largest_share_of_values_differing == 0.01

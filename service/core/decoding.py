@@ -56,8 +56,9 @@ REDUCING_GAP = 3.0
 # (`dct_scale_margin` in the configuration). 1 is the smallest scale that covers the request;
 # 2 leaves the final resample a downscale of at least 2, whose filter then dominates, as when
 # resizing from full resolution: the top-1 differs from full decoding's on 3 of 510 photo
-# comparisons against 19 at 1 (top-5 overlap 0.98-0.998 against 0.96-0.98), for 11-14 ms
-# more server CPU per 12 MP photo (docs/accuracy.md, benchmarks.md).
+# comparisons against 19 at 1 (top-5 overlap 0.98-0.998 against 0.96-0.98), for about 6 ms
+# more server CPU per 12 MP photo since only the crop is resampled (11-14 ms before;
+# docs/accuracy.md, benchmarks.md).
 DEFAULT_DCT_MARGIN = 2.0
 
 # Formats people send that we do not read, by their signature, so the error can name them

@@ -136,19 +136,26 @@ def stretched(image: Image.Image, side: int, interpolation: str) -> Image.Image:
     return resize_to(image, size, interpolation)
 
 
-def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN,
-        photo_names: tuple[str, ...] = photos.PHOTO_NAMES) -> dict:
+def pretrained_session(model: str):
+    """An ONNX Runtime CPU session of the stored `model`, or None (said on stderr) where the
+    store has no real weights for it: agreement on random weights would mean nothing."""
     import onnxruntime as ort
 
+    stored = repository.find(model)
+    if stored is None or stored.weights_status != repository.PRETRAINED:
+        print(f"skipping {model}: no real weights in the store", file=sys.stderr)
+        return None
+    return ort.InferenceSession(str(stored.onnx_path), providers=["CPUExecutionProvider"])
+
+
+def run(models: tuple[str, ...], dct_margin: float = DEFAULT_DCT_MARGIN,
+        photo_names: tuple[str, ...] = photos.PHOTO_NAMES) -> dict:
     results, served = [], []
     for model in models:
-        stored = repository.find(model)
-        if stored is None or stored.weights_status != repository.PRETRAINED:
-            print(f"skipping {model}: no real weights in the store", file=sys.stderr)
+        session = pretrained_session(model)
+        if session is None:
             continue
         spec = registry.get(model).input
-        session = ort.InferenceSession(str(stored.onnx_path),
-                                       providers=["CPUExecutionProvider"])
 
         def probabilities(batch: np.ndarray, session=session) -> np.ndarray:
             return softmax(session.run(None, {"input": batch})[0]).mean(axis=0)
@@ -218,21 +225,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def report_parser(description: str) -> argparse.ArgumentParser:
+    """The options every agreement tool takes: models, photos, a JSON copy."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--dct-margin", type=float, default=DEFAULT_DCT_MARGIN,
-                        help="the service's dct_scale_margin to compare with full decoding")
     parser.add_argument("--photos", nargs="+", default=list(photos.PHOTO_NAMES),
                         choices=photos.PHOTO_NAMES, help="tools.photos names (default: all)")
     parser.add_argument("--json", help="also write the report as JSON here")
+    return parser
+
+
+def publish(report: dict, markdown_of, json_path: str | None) -> int:
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump(report, out, indent=2)
+    print(markdown_of(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = report_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--dct-margin", type=float, default=DEFAULT_DCT_MARGIN,
+                        help="the service's dct_scale_margin to compare with full decoding")
     args = parser.parse_args(argv)
     report = run(tuple(args.models), args.dct_margin, tuple(args.photos))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
-    print(markdown(report))
-    return 0
+    return publish(report, markdown, args.json)
 
 
 if __name__ == "__main__":

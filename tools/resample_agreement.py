@@ -20,9 +20,7 @@ photos as shot.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import platform
 import statistics
 import sys
@@ -33,14 +31,20 @@ from datetime import date
 import numpy as np
 from PIL import Image
 
-from model_store import registry, repository
+from model_store import registry
 from model_store.specs import InputSpec
 from model_store.transforms import RESAMPLE, picture_box, resized_size, to_model_input
 from service.core.crops import crop_images, crop_resize, decode_side, five_boxes
 from service.core.decoding import decode_image
 from service.core.postprocess import softmax
 from tools import photos
-from tools.decode_agreement import DEFAULT_MODELS, SIZES, sized_files
+from tools.decode_agreement import (
+    SIZES,
+    pretrained_session,
+    publish,
+    report_parser,
+    sized_files,
+)
 
 TIMING_REPEATS = 9
 SCHEMES = {1: 1, 10: 5}  # crop scheme: how many boxes are cut (10-crop mirrors its five)
@@ -108,18 +112,13 @@ def _median_ms(cut, image: Image.Image, spec: InputSpec) -> float:
 
 
 def run(models: tuple[str, ...], photo_names: tuple[str, ...] = photos.PHOTO_NAMES) -> dict:
-    import onnxruntime as ort
-
     tables: list[Agreement] = []
     timings: dict[str, dict[str, list[float]]] = {}
     for model in models:
-        stored = repository.find(model)
-        if stored is None or stored.weights_status != repository.PRETRAINED:
-            print(f"skipping {model}: no real weights in the store", file=sys.stderr)
+        session = pretrained_session(model)
+        if session is None:
             continue
         spec = registry.get(model).input
-        session = ort.InferenceSession(str(stored.onnx_path),
-                                       providers=["CPUExecutionProvider"])
 
         def probabilities(crops: list[Image.Image], session=session, spec=spec) -> np.ndarray:
             batch = np.stack([to_model_input(crop, spec) for crop in crops])
@@ -181,18 +180,8 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--photos", nargs="+", default=list(photos.PHOTO_NAMES),
-                        choices=photos.PHOTO_NAMES, help="tools.photos names (default: all)")
-    parser.add_argument("--json", help="also write the report as JSON here")
-    args = parser.parse_args(argv)
-    report = run(tuple(args.models), tuple(args.photos))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
-    print(markdown(report))
-    return 0
+    args = report_parser(__doc__.split("\n\n")[0]).parse_args(argv)
+    return publish(run(tuple(args.models), tuple(args.photos)), markdown, args.json)
 
 
 if __name__ == "__main__":
